@@ -1,0 +1,189 @@
+"""The WebSocket opening handshake (RFC 6455 §4): validate, accept, reject, check the 101."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Sequence
+
+from lwsbridge.core.errors import RemoteProtocolError
+from lwsbridge.core.events import ExtensionOffer, Headers
+from lwsbridge.core.extensions import format_extensions, parse_extensions
+from lwsbridge.core.http11 import build_head, build_response
+
+__all__ = [
+    "GUID",
+    "accept_key",
+    "build_accept",
+    "build_client_request",
+    "build_reject",
+    "check_response",
+    "is_websocket_upgrade",
+    "make_key",
+    "parse_subprotocols",
+    "validate_upgrade",
+]
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+
+HeaderList = Sequence[tuple[str | bytes, str | bytes]]
+
+
+def accept_key(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (§4.2.2 item 5.4)."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def make_key() -> bytes:
+    """A fresh random ``Sec-WebSocket-Key``: base64 of 16 random bytes (§4.1 item 7)."""
+    return base64.b64encode(os.urandom(16))
+
+
+def _has_token(values: list[bytes], token: bytes) -> bool:
+    return any(v.lower() == token for v in values)
+
+
+def is_websocket_upgrade(headers: Headers) -> bool:
+    """True if the request asks to upgrade to WebSocket (``Upgrade`` lists ``websocket``)."""
+    return _has_token(headers.get_list(b"upgrade"), b"websocket")
+
+
+def parse_subprotocols(headers: Headers) -> tuple[str, ...]:
+    return tuple(v.decode("latin-1") for v in headers.get_list(b"sec-websocket-protocol"))
+
+
+def validate_upgrade(
+    method: str, version: tuple[int, int], headers: Headers
+) -> tuple[bytes, tuple[str, ...], tuple[ExtensionOffer, ...]]:
+    """Check a WebSocket upgrade request (§4.2.1).
+
+    Returns ``(key, subprotocols, extension offers)``; raises RemoteProtocolError with
+    status 400, 405 or 426 (426 when only the version is wrong, §4.4).
+    """
+    if method != "GET":
+        raise RemoteProtocolError(f"WebSocket upgrade must use GET, not {method}", status=405)
+    if version < (1, 1):
+        raise RemoteProtocolError("WebSocket upgrade needs HTTP/1.1", status=400)
+    hosts = headers.get_all(b"host")
+    if len(hosts) != 1:
+        raise RemoteProtocolError("exactly one Host header is required", status=400)
+    if not _has_token(headers.get_list(b"connection"), b"upgrade"):
+        raise RemoteProtocolError("Connection header lacks the 'upgrade' token", status=400)
+    keys = headers.get_all(b"sec-websocket-key")
+    if len(keys) != 1:
+        raise RemoteProtocolError("exactly one Sec-WebSocket-Key header is required", status=400)
+    key = keys[0]
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise RemoteProtocolError("Sec-WebSocket-Key is not base64 of 16 bytes", status=400)
+    versions = headers.get_list(b"sec-websocket-version")
+    if versions != [b"13"]:
+        raise RemoteProtocolError(
+            "unsupported Sec-WebSocket-Version (only 13 is supported)", status=426
+        )
+    extensions = parse_extensions(headers.get_all(b"sec-websocket-extensions"))
+    return key, parse_subprotocols(headers), extensions
+
+
+def build_accept(
+    key: bytes,
+    subprotocol: str | None = None,
+    extensions: Sequence[ExtensionOffer] = (),
+    extra_headers: HeaderList = (),
+) -> bytes:
+    """The ``101 Switching Protocols`` response (§4.2.2 item 5)."""
+    fields: list[tuple[str | bytes, str | bytes]] = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_key(key)),
+    ]
+    if subprotocol:
+        fields.append(("Sec-WebSocket-Protocol", subprotocol))
+    if extensions:
+        fields.append(("Sec-WebSocket-Extensions", format_extensions(extensions)))
+    fields.extend(extra_headers)
+    return build_head("HTTP/1.1 101 Switching Protocols", fields)
+
+
+def build_reject(status: int, reason: str, extra_headers: HeaderList = ()) -> bytes:
+    """An error response that says why, and closes the connection."""
+    fields: list[tuple[str | bytes, str | bytes]] = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Connection", "close"),
+    ]
+    if status == 426:
+        # §4.4: tell the client which version we speak.
+        fields.append(("Sec-WebSocket-Version", "13"))
+    fields.extend(extra_headers)
+    return build_response(status, fields, (reason + "\n").encode("utf-8", "replace"))
+
+
+def build_client_request(
+    host: str,
+    target: str,
+    key: bytes,
+    subprotocols: Sequence[str] = (),
+    extensions: Sequence[ExtensionOffer] = (),
+    origin: str | None = None,
+    extra_headers: HeaderList = (),
+) -> bytes:
+    """The client's opening handshake (§4.1)."""
+    if not target.startswith("/"):
+        raise ValueError(f"request target must start with '/': {target!r}")
+    fields: list[tuple[str | bytes, str | bytes]] = [
+        ("Host", host),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    if origin:
+        fields.append(("Origin", origin))
+    if subprotocols:
+        fields.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+    if extensions:
+        fields.append(("Sec-WebSocket-Extensions", format_extensions(extensions)))
+    fields.extend(extra_headers)
+    return build_head(f"GET {target} HTTP/1.1", fields)
+
+
+def check_response(
+    status: int,
+    headers: Headers,
+    key: bytes,
+    subprotocols: Sequence[str],
+    extension_names: Sequence[str],
+) -> tuple[str | None, tuple[ExtensionOffer, ...]]:
+    """Check the server's answer (§4.1, client's checks 1-6); returns (subprotocol, extensions).
+
+    Raises RemoteProtocolError with a readable reason on any failure.
+    """
+    if status != 101:
+        raise RemoteProtocolError(f"server answered {status} instead of 101", status=status)
+    if not _has_token(headers.get_list(b"upgrade"), b"websocket"):
+        raise RemoteProtocolError("101 response lacks 'Upgrade: websocket'")
+    if not _has_token(headers.get_list(b"connection"), b"upgrade"):
+        raise RemoteProtocolError("101 response lacks 'Connection: upgrade'")
+    if headers.get_all(b"sec-websocket-accept") != [accept_key(key)]:
+        raise RemoteProtocolError("wrong Sec-WebSocket-Accept in the 101 response")
+    chosen = headers.get_list(b"sec-websocket-protocol")
+    subprotocol: str | None = None
+    if chosen:
+        if len(chosen) != 1 or chosen[0].decode("latin-1") not in subprotocols:
+            raise RemoteProtocolError(
+                f"server chose a subprotocol we did not offer: {b', '.join(chosen)!r}"
+            )
+        subprotocol = chosen[0].decode("latin-1")
+    elif subprotocols:
+        # Browsers fail such a connection too: the client asked for a protocol.
+        raise RemoteProtocolError("server chose none of the subprotocols we offered")
+    accepted = parse_extensions(headers.get_all(b"sec-websocket-extensions"))
+    for ext in accepted:
+        if ext.name not in extension_names:
+            raise RemoteProtocolError(f"server accepted an extension we did not offer: {ext.name}")
+    return subprotocol, accepted

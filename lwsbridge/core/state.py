@@ -1,0 +1,81 @@
+"""The connection state machine, written as one table of allowed transitions.
+
+Theory of operation.  A connection starts in HTTP_HEAD (server: waiting for a request)
+or IDLE (client: nothing sent yet).  A server turns a plain HTTP request into
+HTTP_RESPONDING and back to HTTP_HEAD when a keep-alive response is complete; a
+WebSocket upgrade request waits in UPGRADE_PENDING for the caller's accept or reject.
+A client goes IDLE -> HTTP_HEAD on ``initiate`` and reads the 101 there.  OPEN is the
+WebSocket proper.  Sending our close frame moves to LOCAL_CLOSING (RFC 6455 §7.1.2:
+we may still receive, never send data).  Receiving the peer's close answers it at once
+and ends in CLOSED, as does failing the connection (§7.1.7) or end of input.
+
+Two rules: a transition missing from the table is never taken silently -- a caller
+asking for it gets LocalProtocolError; and CLOSED is terminal.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from lwsbridge.core.errors import LocalProtocolError
+
+__all__ = ["TRANSITIONS", "Role", "State", "transition"]
+
+
+class Role(Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(Enum):
+    IDLE = "IDLE"
+    HTTP_HEAD = "HTTP_HEAD"
+    HTTP_RESPONDING = "HTTP_RESPONDING"
+    UPGRADE_PENDING = "UPGRADE_PENDING"
+    OPEN = "OPEN"
+    LOCAL_CLOSING = "LOCAL_CLOSING"
+    CLOSED = "CLOSED"
+
+
+S, C = Role.SERVER, Role.CLIENT
+_ANY_LIVE = (
+    State.IDLE,
+    State.HTTP_HEAD,
+    State.HTTP_RESPONDING,
+    State.UPGRADE_PENDING,
+    State.OPEN,
+    State.LOCAL_CLOSING,
+)
+
+# (role, state, trigger) -> next state.  Triggers named after what happened.
+TRANSITIONS: dict[tuple[Role, State, str], State] = {
+    # client handshake
+    (C, State.IDLE, "initiate"): State.HTTP_HEAD,
+    (C, State.HTTP_HEAD, "response_101"): State.OPEN,
+    (C, State.HTTP_HEAD, "response_bad"): State.CLOSED,
+    # server handshake and plain HTTP
+    (S, State.HTTP_HEAD, "http_request"): State.HTTP_RESPONDING,
+    (S, State.HTTP_RESPONDING, "response_keep_alive"): State.HTTP_HEAD,
+    (S, State.HTTP_RESPONDING, "response_close"): State.CLOSED,
+    (S, State.HTTP_HEAD, "upgrade_request"): State.UPGRADE_PENDING,
+    (S, State.HTTP_HEAD, "bad_request"): State.CLOSED,
+    (S, State.UPGRADE_PENDING, "accept"): State.OPEN,
+    (S, State.UPGRADE_PENDING, "reject"): State.CLOSED,
+    # WebSocket, both roles
+    **{(r, State.OPEN, "send_close"): State.LOCAL_CLOSING for r in (S, C)},
+    **{(r, State.OPEN, "recv_close"): State.CLOSED for r in (S, C)},
+    **{(r, State.LOCAL_CLOSING, "recv_close"): State.CLOSED for r in (S, C)},
+    # the way out from anywhere alive
+    **{(r, s, "fail"): State.CLOSED for r in (S, C) for s in _ANY_LIVE},
+    **{(r, s, "eof"): State.CLOSED for r in (S, C) for s in _ANY_LIVE},
+    **{(r, s, "abort"): State.CLOSED for r in (S, C) for s in _ANY_LIVE},
+}
+
+
+def transition(role: Role, state: State, trigger: str) -> State:
+    try:
+        return TRANSITIONS[(role, state, trigger)]
+    except KeyError:
+        raise LocalProtocolError(
+            f"cannot {trigger.replace('_', ' ')} in state {state.name} ({role.value})"
+        ) from None
