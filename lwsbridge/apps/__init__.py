@@ -1,0 +1,1 @@
+"""Test applications like libwebsockets' own: test-server, test-echo (and their helpers)."""

@@ -1,0 +1,89 @@
+"""lwsbridge-test-echo: echo every message back with its opcode (lws test-echo's server)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import deque
+from typing import Any
+
+from lwsbridge.context import Connection, Context, Protocol, Reason, WriteKind
+
+__all__ = ["EchoSession", "echo_callback", "main"]
+
+_HIGH_WATER = 16  # queued messages before reading pauses (rx flow control)
+_LOW_WATER = 4
+
+
+class EchoSession:
+    __slots__ = ("parts", "queue")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.queue: deque[tuple[bytes, bool]] = deque()
+
+
+def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
+    if reason is Reason.RECEIVE:
+        assert conn is not None
+        s: EchoSession = user
+        if conn.is_final_fragment():
+            if s.parts:
+                s.parts.append(payload)
+                msg = b"".join(s.parts)
+                s.parts.clear()
+            else:
+                msg = payload
+            s.queue.append((msg, conn.frame_is_binary()))
+            if len(s.queue) >= _HIGH_WATER:
+                conn.rx_flow_control(False)
+            conn.callback_on_writable()
+        else:
+            s.parts.append(payload)
+    elif reason is Reason.SERVER_WRITEABLE:
+        assert conn is not None
+        s = user
+        if s.queue:
+            msg, binary = s.queue.popleft()
+            conn.write(msg, WriteKind.BINARY if binary else WriteKind.TEXT)
+            if s.queue:
+                conn.callback_on_writable()
+            if len(s.queue) <= _LOW_WATER:
+                conn.rx_flow_control(True)
+    elif reason is Reason.HTTP:
+        assert conn is not None
+        conn.http_response(200, "<h1>lwsbridge echo server</h1>\n")
+    return 0
+
+
+def build_context(port: int, interface: str | None, max_size: int) -> Context:
+    return Context(
+        [Protocol("lws-echo", echo_callback, EchoSession)],
+        port=port,
+        interface=interface,
+        any_subprotocol=True,
+        max_message_size=max_size,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lwsbridge.apps.common import add_common_args, run, setup_logging
+
+    parser = argparse.ArgumentParser(
+        prog="lwsbridge-test-echo",
+        description="WebSocket echo server: every message comes back with the same opcode; "
+        "any or no subprotocol.",
+    )
+    add_common_args(parser)
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=64 << 20,
+        help="largest message accepted, in bytes (default 64 MiB; 0 = unlimited)",
+    )
+    args = parser.parse_args(argv)
+    setup_logging(args.debug)
+    return run(build_context(args.port, args.interface, args.max_size), "lwsbridge-test-echo")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

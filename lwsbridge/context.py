@@ -1,0 +1,1243 @@
+"""The context (lws ``lws_context``): owns the sockets, reports poll changes, runs callbacks.
+
+It never blocks.  What it wants watched is reported as poll events (ADD_POLL_FD,
+DEL_POLL_FD, SET_MODE_POLL_FD, CLEAR_MODE_POLL_FD) to protocol 0's callback and to an
+optional sink (the adapters); the host calls :meth:`Context.service_fd` for fds that
+are ready and :meth:`Context.service_pending` when :meth:`Context.next_timeout` says so.
+:meth:`Context.service` is a complete built-in loop on ``selectors`` for simple programs.
+
+It is single-threaded like lws: every method must be called from the thread that
+services it, except :meth:`Context.cancel_service`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import os
+import posixpath
+import resource
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, overload
+from typing import Protocol as TypingProtocol
+
+from lwsbridge.core.connection import WSConnection
+from lwsbridge.core.errors import LocalProtocolError
+from lwsbridge.core.events import (
+    Closed,
+    CloseReceived,
+    ConnectionFailed,
+    DataReceived,
+    Established,
+    HandshakeFailed,
+    Headers,
+    HTTPBody,
+    HTTPRequest,
+    Pong,
+    RequestRejected,
+    UpgradeRequest,
+)
+from lwsbridge.core.pollset import (
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLNVAL,
+    POLLOUT,
+    PollArgs,
+    PollChange,
+    PollKind,
+    PollSet,
+)
+from lwsbridge.core.state import Role, State
+from lwsbridge.log import logger
+
+__all__ = [
+    "CLOSE",
+    "Connection",
+    "Context",
+    "PollFd",
+    "PollSink",
+    "Protocol",
+    "Reason",
+    "WriteKind",
+]
+
+#: return this (or any non-zero int) from a callback to close the connection
+CLOSE = -1
+
+
+class Reason(IntEnum):
+    """Callback reasons, numbered as ``enum lws_callback_reasons`` in lws 4.1."""
+
+    ESTABLISHED = 0  # LWS_CALLBACK_ESTABLISHED
+    CLIENT_CONNECTION_ERROR = 1  # LWS_CALLBACK_CLIENT_CONNECTION_ERROR
+    CLIENT_FILTER_PRE_ESTABLISH = 2  # LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH
+    CLIENT_ESTABLISHED = 3  # LWS_CALLBACK_CLIENT_ESTABLISHED
+    CLOSED = 4  # LWS_CALLBACK_CLOSED
+    CLOSED_HTTP = 5  # LWS_CALLBACK_CLOSED_HTTP
+    RECEIVE = 6  # LWS_CALLBACK_RECEIVE
+    RECEIVE_PONG = 7  # LWS_CALLBACK_RECEIVE_PONG
+    CLIENT_RECEIVE = 8  # LWS_CALLBACK_CLIENT_RECEIVE
+    CLIENT_RECEIVE_PONG = 9  # LWS_CALLBACK_CLIENT_RECEIVE_PONG
+    CLIENT_WRITEABLE = 10  # LWS_CALLBACK_CLIENT_WRITEABLE
+    SERVER_WRITEABLE = 11  # LWS_CALLBACK_SERVER_WRITEABLE
+    HTTP = 12  # LWS_CALLBACK_HTTP
+    HTTP_BODY = 13  # LWS_CALLBACK_HTTP_BODY
+    HTTP_BODY_COMPLETION = 14  # LWS_CALLBACK_HTTP_BODY_COMPLETION
+    HTTP_FILE_COMPLETION = 15  # LWS_CALLBACK_HTTP_FILE_COMPLETION
+    HTTP_WRITEABLE = 16  # LWS_CALLBACK_HTTP_WRITEABLE
+    FILTER_NETWORK_CONNECTION = 17  # LWS_CALLBACK_FILTER_NETWORK_CONNECTION
+    FILTER_HTTP_CONNECTION = 18  # LWS_CALLBACK_FILTER_HTTP_CONNECTION
+    SERVER_NEW_CLIENT_INSTANTIATED = 19  # LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED
+    FILTER_PROTOCOL_CONNECTION = 20  # LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION
+    CLIENT_APPEND_HANDSHAKE_HEADER = 24  # LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER
+    PROTOCOL_INIT = 27  # LWS_CALLBACK_PROTOCOL_INIT
+    PROTOCOL_DESTROY = 28  # LWS_CALLBACK_PROTOCOL_DESTROY
+    WSI_CREATE = 29  # LWS_CALLBACK_WSI_CREATE
+    WSI_DESTROY = 30  # LWS_CALLBACK_WSI_DESTROY
+    ADD_POLL_FD = 32  # LWS_CALLBACK_ADD_POLL_FD
+    DEL_POLL_FD = 33  # LWS_CALLBACK_DEL_POLL_FD
+    CHANGE_MODE_POLL_FD = 34  # LWS_CALLBACK_CHANGE_MODE_POLL_FD (not sent; see SET/CLEAR)
+    LOCK_POLL = 35  # LWS_CALLBACK_LOCK_POLL
+    UNLOCK_POLL = 36  # LWS_CALLBACK_UNLOCK_POLL
+    WS_PEER_INITIATED_CLOSE = 38  # LWS_CALLBACK_WS_PEER_INITIATED_CLOSE
+    EVENT_WAIT_CANCELLED = 71  # LWS_CALLBACK_EVENT_WAIT_CANCELLED
+    TIMER = 73  # LWS_CALLBACK_TIMER
+    SET_MODE_POLL_FD = 300  # lws 1.x LWS_CALLBACK_SET_MODE_POLL_FD
+    CLEAR_MODE_POLL_FD = 301  # lws 1.x LWS_CALLBACK_CLEAR_MODE_POLL_FD
+
+
+class WriteKind(IntEnum):
+    """``enum lws_write_protocol``."""
+
+    TEXT = 0  # LWS_WRITE_TEXT
+    BINARY = 1  # LWS_WRITE_BINARY
+    CONTINUATION = 2  # LWS_WRITE_CONTINUATION
+    HTTP = 3  # LWS_WRITE_HTTP
+    PING = 5  # LWS_WRITE_PING
+    PONG = 6  # LWS_WRITE_PONG
+
+
+Callback = Callable[["Connection | None", Reason, Any, Any], "int | None"]
+
+
+@dataclass
+class Protocol:
+    """One entry of lws's protocols array.
+
+    ``name`` is the subprotocol; ``callback(conn, reason, user, payload) -> int``;
+    ``user_factory()`` makes the per-connection user object (lws per_session_data).
+    Protocol 0 also gets the context-wide reasons and plain HTTP.
+    """
+
+    name: str
+    callback: Callback
+    user_factory: Callable[[], Any] | None = None
+    #: largest message accepted on this protocol (None: the context's limit)
+    max_message_size: int | None = None
+    index: int = field(default=-1, init=False)
+
+
+class PollSink(TypingProtocol):
+    """What an adapter implements to mirror the context's poll set into its loop."""
+
+    def add_fd(self, fd: int, events: int) -> None: ...
+    def del_fd(self, fd: int) -> None: ...
+    def change_fd(self, fd: int, events: int) -> None: ...
+
+
+class PollFd:
+    """A ``struct pollfd`` for hosts that keep their own array."""
+
+    __slots__ = ("events", "fd", "revents")
+
+    def __init__(self, fd: int, events: int = 0, revents: int = 0) -> None:
+        self.fd = fd
+        self.events = events
+        self.revents = revents
+
+    def __repr__(self) -> str:
+        return f"PollFd(fd={self.fd}, events={self.events:#x}, revents={self.revents:#x})"
+
+
+class _PollFdLike(TypingProtocol):
+    fd: int
+    revents: int
+
+
+# How a connection's life is going, for the context's bookkeeping.
+_HTTP, _WS, _CLOSING, _DEAD = range(4)
+
+_CORK = 64 * 1024  # bytes written in one service pass before a flush
+_MAX_WRITEABLE_PER_PASS = 64
+_READ_SIZE = 256 * 1024
+
+
+class Connection:
+    """One connection (lws ``struct lws``, the "wsi").  Made by the context only."""
+
+    __slots__ = (
+        "__weakref__",
+        "_cur",
+        "_established",
+        "_file",
+        "_gen",
+        "_headers",
+        "_known_writable",
+        "_out",
+        "_out_bytes",
+        "_pending",
+        "_phase",
+        "_responded",
+        "_rx_enabled",
+        "_timer_at",
+        "_want_writable",
+        "_wrote",
+        "close_code",
+        "close_reason_text",
+        "context",
+        "core",
+        "fd",
+        "peer",
+        "protocol",
+        "sock",
+        "user",
+    )
+
+    def __init__(self, context: Context, sock: socket.socket, peer: Any, core: WSConnection):
+        self.context = context
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.core = core
+        self.protocol: Protocol = context.protocols[0]
+        self.user: Any = None
+        self._phase = _HTTP
+        self._established = False
+        self._out: list[bytes | memoryview] = []
+        self._out_bytes = 0
+        self._want_writable = False
+        self._known_writable = True
+        self._rx_enabled = True
+        self._pending: deque[Any] = deque()
+        self._cur: DataReceived | None = None
+        self._headers: Headers | None = None
+        self._wrote = False
+        self._responded = False
+        self._file: Any = None
+        self._gen = 0
+        self._timer_at: float | None = None
+        self.close_code: int | None = None
+        self.close_reason_text = ""
+
+    def __repr__(self) -> str:
+        return f"<Connection fd={self.fd} peer={self.peer!r} protocol={self.protocol.name!r}>"
+
+    # -- lws_callback_on_writable / lws_write ------------------------------------------
+
+    def callback_on_writable(self) -> None:
+        """Ask for one WRITEABLE callback (lws ``lws_callback_on_writable``)."""
+        self.context.callback_on_writable(self)
+
+    def write(self, data: bytes | str, kind: WriteKind = WriteKind.TEXT, final: bool = True) -> int:
+        """Write one frame (lws ``lws_write``); only inside a WRITEABLE callback, once.
+
+        ``kind`` TEXT/BINARY starts a message, CONTINUATION continues one; ``final``
+        False leaves the message open (lws ``LWS_WRITE_NO_FIN``).  Returns the bytes
+        of payload accepted.  The frame is queued in full: a partial kernel write is
+        finished before the next WRITEABLE.
+        """
+        ctx = self.context
+        if ctx._writing is not self:
+            raise LocalProtocolError(
+                "write() is only allowed inside this connection's WRITEABLE callback; "
+                "call callback_on_writable() and write from there"
+            )
+        if self._wrote:
+            raise LocalProtocolError("only one write() per WRITEABLE callback (as lws)")
+        self._wrote = True
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        core = self.core
+        if kind is WriteKind.HTTP:
+            core.send_http_body(payload)
+        elif kind is WriteKind.PING:
+            core.send_ping(payload)
+        elif kind is WriteKind.PONG:
+            core.send_pong(payload)
+        else:
+            in_message = core._out_in_message
+            if kind is WriteKind.CONTINUATION:
+                if not in_message:
+                    raise LocalProtocolError("CONTINUATION write without a message begun")
+                core.send_data(payload, binary=True, final=final)
+            else:
+                if in_message:
+                    raise LocalProtocolError(
+                        "a fragmented message is in progress: write CONTINUATION"
+                    )
+                core.send_data(payload, binary=kind is WriteKind.BINARY, final=final)
+        ctx._queue_output(self)
+        return len(payload)
+
+    def close_reason(self, code: int, reason: str | bytes = b"") -> None:
+        """Set the close code/reason used when a callback returns -1 (lws_close_reason)."""
+        self.close_code = code
+        self.close_reason_text = reason.decode("utf-8") if isinstance(reason, bytes) else reason
+
+    def rx_flow_control(self, enable: bool) -> None:
+        """Stop (False) or resume (True) reading this connection (lws_rx_flow_control)."""
+        self.context._rx_flow(self, enable)
+
+    def set_timer(self, seconds: float | None) -> None:
+        """One TIMER callback after ``seconds`` (lws_set_timer_usecs); None cancels."""
+        self.context._set_conn_timer(self, seconds)
+
+    # -- fragment accessors, valid inside RECEIVE ----------------------------------------
+
+    def _event(self) -> DataReceived:
+        if self._cur is None:
+            raise LocalProtocolError("fragment accessors are valid only inside RECEIVE")
+        return self._cur
+
+    def is_first_fragment(self) -> bool:
+        return self._event().is_first
+
+    def is_final_fragment(self) -> bool:
+        return self._event().is_final
+
+    def remaining_packet_payload(self) -> int:
+        return self._event().remaining
+
+    def frame_is_binary(self) -> bool:
+        return self._event().is_binary
+
+    # -- headers, valid until ESTABLISHED returns ----------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """A request header (lws_hdr_copy); only until ESTABLISHED has returned."""
+        headers = self.headers()
+        value = headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    def headers(self) -> Headers:
+        if self._headers is None:
+            raise LocalProtocolError(
+                "handshake headers are dropped after ESTABLISHED; copy what you need "
+                "in FILTER_PROTOCOL_CONNECTION or ESTABLISHED"
+            )
+        return self._headers
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def http_response(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        content_type: str = "text/html; charset=utf-8",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer the current HTTP request in one go (lws_return_http_status style)."""
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self._responded = True
+        self.core.send_http_response(status, [("Content-Type", content_type), *headers], data)
+        self.context._queue_output(self)
+
+    def serve_file(
+        self,
+        path: str,
+        content_type: str = "application/octet-stream",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> bool:
+        """Stream a file under the context's resource root (lws_serve_http_file).
+
+        ``path`` is relative to the root (a leading "/" is the root itself); ``..``,
+        and symlinks leading out of the root, are refused with 404 like a missing
+        file.  The file is sent in chunks as the socket drains, never read whole.
+        Returns False when a 404 was sent.
+        """
+        return self.context._serve_file(self, path, content_type, headers)
+
+
+class _BuiltinLoop:
+    """The context's own loop on ``selectors`` (epoll where present)."""
+
+    def __init__(self, context: Context) -> None:
+        import selectors
+
+        self._sel = selectors.DefaultSelector()
+        self._r = selectors.EVENT_READ
+        self._w = selectors.EVENT_WRITE
+        self.context = context
+
+    def _mask(self, events: int) -> int:
+        return (self._r if events & POLLIN else 0) | (self._w if events & POLLOUT else 0)
+
+    def add_fd(self, fd: int, events: int) -> None:
+        mask = self._mask(events)
+        if mask:
+            self._sel.register(fd, mask)
+
+    def del_fd(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(fd)
+
+    def change_fd(self, fd: int, events: int) -> None:
+        mask = self._mask(events)
+        try:
+            self._sel.get_key(fd)
+        except KeyError:
+            if mask:
+                self._sel.register(fd, mask)
+            return
+        if mask:
+            self._sel.modify(fd, mask)
+        else:
+            self._sel.unregister(fd)
+
+    def run_once(self, timeout_ms: int | None) -> None:
+        ctx = self.context
+        wait = ctx.next_timeout()
+        if wait is None or (timeout_ms is not None and timeout_ms >= 0 and timeout_ms < wait):
+            wait = timeout_ms
+        ready = self._sel.select(None if wait is None or wait < 0 else wait / 1000.0)
+        r = self._r
+        for key, mask in ready:
+            ctx.service_fd(key.fd, (POLLIN if mask & r else 0) | (POLLOUT if mask & self._w else 0))
+        ctx.service_pending()
+
+    def close(self) -> None:
+        self._sel.close()
+
+
+class Context:
+    """lws ``lws_context`` + one vhost: a listening socket (``port``; None for none).
+
+    ``interface`` is the address to bind (lws ``iface``; default all, like lws).
+    ``max_message_size`` (default 1 MiB) bounds a received message; ``max_head_size``
+    an HTTP head.  ``any_subprotocol``: accept a subprotocol nobody declared, on
+    protocol 0 (for echo servers).  ``resource_root``: where serve_file looks.
+    """
+
+    def __init__(
+        self,
+        protocols: Sequence[Protocol],
+        *,
+        port: int | None = 7681,
+        interface: str | None = None,
+        poll_sink: PollSink | None = None,
+        max_message_size: int = 1 << 20,
+        max_head_size: int = 8192,
+        handshake_timeout: float = 10.0,
+        close_timeout: float = 5.0,
+        keepalive_timeout: float = 5.0,
+        any_subprotocol: bool = False,
+        resource_root: str | None = None,
+        max_connections: int | None = None,
+        listen_backlog: int = 511,
+    ) -> None:
+        if not protocols:
+            raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
+        self.protocols: list[Protocol] = list(protocols)
+        for i, p in enumerate(self.protocols):
+            p.index = i
+        self._by_name = {p.name: p for p in self.protocols}
+        self._owner = threading.get_ident()
+        self._sink = poll_sink
+        self._builtin: _BuiltinLoop | None = None
+        self.max_message_size = max_message_size
+        self.max_head_size = max_head_size
+        self.handshake_timeout = handshake_timeout
+        self.close_timeout = close_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.any_subprotocol = any_subprotocol
+        self.resource_root = os.path.realpath(resource_root) if resource_root else None
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # lws sizes its fd table from RLIMIT_NOFILE; keep a few fds for the host.
+        limit = soft - 16 if soft != resource.RLIM_INFINITY else 1 << 16
+        self.max_connections = max(1, min(max_connections or limit, limit))
+        self._pollset = PollSet()
+        self._conns: dict[int, Connection] = {}
+        self._ready: deque[Connection] = deque()
+        self._timers: list[tuple[float, int, int, Connection]] = []
+        self._timer_seq = 0
+        self._writing: Connection | None = None
+        self._rbuf = bytearray(_READ_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self._destroyed = False
+        # cancel_service wakeup: a pipe in the poll set.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+        self._listen: socket.socket | None = None
+        self.port: int | None = None
+        if port is not None:
+            self._listen = self._make_listener(interface, port, listen_backlog)
+            self.port = self._listen.getsockname()[1]
+        for p in self.protocols:
+            self._call(None, p, Reason.PROTOCOL_INIT, None)
+        self._poll_add(self._wake_r, POLLIN)
+        if self._listen is not None:
+            self._poll_add(self._listen.fileno(), POLLIN)
+
+    # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _make_listener(interface: str | None, port: int, backlog: int) -> socket.socket:
+        host = interface or ""
+        family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._owner:
+            raise LocalProtocolError(
+                "lwsbridge contexts are single-threaded: call this from the thread that "
+                "services the context; from other threads only cancel_service() is allowed"
+            )
+
+    def adopt_thread(self) -> None:
+        """Make the calling thread the one that services this context (before servicing)."""
+        self._owner = threading.get_ident()
+
+    def set_poll_sink(self, sink: PollSink | None) -> None:
+        """Attach an adapter; it is told about every fd already in the poll set."""
+        self._check_thread()
+        self._sink = sink
+        if sink is not None:
+            for fd, events in self._pollset.items():
+                sink.add_fd(fd, events)
+
+    # ------------------------------------------------------------------ poll reporting
+
+    def _report(self, change: PollChange) -> None:
+        p0 = self.protocols[0]
+        reason = Reason(int(change.kind))
+        self._call(None, p0, Reason.LOCK_POLL, change.args)
+        self._call(None, p0, reason, change.args)
+        self._call(None, p0, Reason.UNLOCK_POLL, change.args)
+        sink = self._sink
+        if sink is not None:
+            a = change.args
+            if change.kind is PollKind.ADD_POLL_FD:
+                sink.add_fd(a.fd, a.events)
+            elif change.kind is PollKind.DEL_POLL_FD:
+                sink.del_fd(a.fd)
+
+    def _poll_add(self, fd: int, events: int) -> None:
+        self._report(self._pollset.add(fd, events))
+
+    def _poll_del(self, fd: int) -> None:
+        if fd in self._pollset:
+            self._report(self._pollset.remove(fd))
+
+    def _poll_want(self, fd: int, events: int) -> None:
+        changes = self._pollset.want(fd, events)
+        if changes:
+            for change in changes:
+                self._report(change)
+            if self._sink is not None:
+                self._sink.change_fd(fd, events)
+
+    def _update_interest(self, conn: Connection) -> None:
+        if conn._phase == _DEAD:
+            return
+        events = POLLIN if conn._rx_enabled and not conn._pending else 0
+        if (
+            conn._out
+            or conn._file is not None
+            or (conn._want_writable and not conn._known_writable)
+        ):
+            events |= POLLOUT
+        self._poll_want(conn.fd, events)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _call(
+        self, conn: Connection | None, protocol: Protocol, reason: Reason, payload: Any
+    ) -> int:
+        try:
+            r = protocol.callback(conn, reason, conn.user if conn is not None else None, payload)
+        except Exception:
+            logger.exception(
+                "callback %s raised in %s for %r; closing that connection",
+                protocol.name,
+                reason.name,
+                conn,
+            )
+            return CLOSE
+        return r or 0
+
+    # ------------------------------------------------------------------ public servicing
+
+    @overload
+    def service_fd(self, pollfd: _PollFdLike) -> bool: ...
+    @overload
+    def service_fd(self, pollfd: int, revents: int) -> int: ...
+
+    def service_fd(self, pollfd: _PollFdLike | int, revents: int | None = None) -> bool | int:
+        """Service one ready fd (lws ``lws_service_fd``).
+
+        With a pollfd object: if the fd is the context's it is serviced, its
+        ``revents`` set to 0, and the result says whether a connection was closed;
+        a foreign fd is left untouched (False).  With ``(fd, revents)`` ints: returns
+        the revents left over -- 0 when handled, ``revents`` unchanged when foreign.
+        """
+        self._check_thread()
+        if isinstance(pollfd, int):
+            if revents is None:
+                raise TypeError("service_fd(fd, revents) needs revents")
+            fd, rev = pollfd, revents
+            if fd not in self._pollset:
+                return rev
+            self._service(fd, rev)
+            return 0
+        fd = pollfd.fd
+        if fd not in self._pollset:
+            return False
+        rev = pollfd.revents
+        pollfd.revents = 0
+        return self._service(fd, rev)
+
+    def next_timeout(self) -> int | None:
+        """Milliseconds until the context needs :meth:`service_pending`; 0 = now; None = never.
+
+        0 means forced service: some connection has work without any fd event.
+        """
+        if self._ready:
+            return 0
+        timers = self._timers
+        while timers:
+            deadline, _seq, gen, conn = timers[0]
+            if gen != conn._gen or conn._phase == _DEAD:
+                heapq.heappop(timers)
+                continue
+            return max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
+        return None
+
+    def service_pending(self) -> None:
+        """Run expired timers and forced service (lws: the part of lws_service with no fd)."""
+        self._check_thread()
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _deadline, _seq, gen, conn = heapq.heappop(timers)
+            if gen == conn._gen and conn._phase != _DEAD:
+                self._timer_fired(conn)
+        self._run_ready()
+
+    def service(self, timeout_ms: int | None = 1000) -> None:
+        """One round of the built-in ``selectors`` loop (lws ``lws_service``)."""
+        self._check_thread()
+        if self._builtin is None:
+            if self._sink is not None:
+                raise LocalProtocolError("this context is driven by an adapter, not service()")
+            self._builtin = _BuiltinLoop(self)
+            self.set_poll_sink(self._builtin)
+        self._builtin.run_once(timeout_ms)
+
+    def cancel_service(self) -> None:
+        """Wake the servicing thread; every protocol gets EVENT_WAIT_CANCELLED. Thread-safe."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    def callback_on_writable(self, conn: Connection) -> None:
+        """lws_callback_on_writable: one WRITEABLE callback for ``conn`` soon."""
+        self._check_thread()
+        if conn._phase in (_DEAD, _CLOSING) or conn._want_writable:
+            return
+        conn._want_writable = True
+        if conn._known_writable and not conn._out:
+            self._ready.append(conn)
+        else:
+            self._update_interest(conn)
+
+    def callback_on_writable_all_protocol(self, protocol: Protocol | str) -> None:
+        """lws_callback_on_writable_all_protocol."""
+        self._check_thread()
+        p = self._by_name[protocol] if isinstance(protocol, str) else protocol
+        for conn in list(self._conns.values()):
+            if conn._established and conn.protocol is p:
+                self.callback_on_writable(conn)
+
+    def connections(self, protocol: Protocol | str | None = None) -> list[Connection]:
+        self._check_thread()
+        p = self._by_name[protocol] if isinstance(protocol, str) else protocol
+        return [
+            c for c in self._conns.values() if c._established and (p is None or c.protocol is p)
+        ]
+
+    def close(self, conn: Connection, code: int = 1000, reason: str = "") -> None:
+        """Close ``conn`` from outside a callback (a close frame when open)."""
+        self._check_thread()
+        conn.close_reason(code, reason)
+        self._close_gracefully(conn)
+
+    def destroy(self) -> None:
+        """lws_context_destroy: close every connection and the listener."""
+        self._check_thread()
+        if self._destroyed:
+            return
+        self._destroyed = True
+        for conn in list(self._conns.values()):
+            self._kill(conn, "context destroyed")
+        if self._listen is not None:
+            self._poll_del(self._listen.fileno())
+            self._listen.close()
+        self._poll_del(self._wake_r)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+        for p in self.protocols:
+            self._call(None, p, Reason.PROTOCOL_DESTROY, None)
+        if self._builtin is not None:
+            self._builtin.close()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    @property
+    def fds(self) -> list[tuple[int, int]]:
+        """Every fd the context wants watched, with its events (a snapshot)."""
+        return self._pollset.items()
+
+    # ------------------------------------------------------------------ servicing internals
+
+    def _service(self, fd: int, revents: int) -> bool:
+        conn = self._conns.get(fd)
+        if conn is None:
+            if fd == self._wake_r:
+                self._drain_wakeup()
+            elif self._listen is not None and fd == self._listen.fileno():
+                self._accept()
+            self._run_ready()
+            return False
+        if revents & (POLLERR | POLLNVAL):
+            self._kill(conn, "socket error")
+            self._run_ready()
+            return True
+        if revents & POLLOUT and conn._phase != _DEAD:
+            conn._known_writable = True
+            self._flush(conn)
+            if conn._phase != _DEAD and not conn._out:
+                if conn._file is not None:
+                    self._file_more(conn)
+                elif conn._want_writable:
+                    self._writeable(conn)
+        if revents & (POLLIN | POLLHUP) and conn._phase != _DEAD and conn._rx_enabled:
+            self._read(conn)
+        if conn._phase != _DEAD:
+            self._update_interest(conn)
+        self._run_ready()
+        return conn._phase == _DEAD
+
+    def _drain_wakeup(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 4096):
+                pass
+        for p in self.protocols:
+            self._call(None, p, Reason.EVENT_WAIT_CANCELLED, None)
+
+    def _accept(self) -> None:
+        assert self._listen is not None
+        for _ in range(64):
+            try:
+                sock, peer = self._listen.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd is not None:
+                    # Out of fds: free the spare, take the connection off the backlog
+                    # and refuse it, so the listener does not spin (libev's trick).
+                    os.close(self._spare_fd)
+                    self._spare_fd = None
+                    with contextlib.suppress(OSError):
+                        s, p = self._listen.accept()
+                        s.close()
+                        logger.log(25, "refused connection from %s: out of file descriptors", p)
+                    with contextlib.suppress(OSError):
+                        self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+                    return
+                logger.warning("accept failed: %s", exc)
+                return
+            if len(self._conns) >= self.max_connections:
+                logger.log(
+                    25,
+                    "refused connection from %s: %d connections is the limit",
+                    peer,
+                    self.max_connections,
+                )
+                sock.close()
+                continue
+            if self._call(None, self.protocols[0], Reason.FILTER_NETWORK_CONNECTION, peer):
+                logger.info("connection from %s refused by FILTER_NETWORK_CONNECTION", peer)
+                sock.close()
+                continue
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            core = WSConnection(
+                Role.SERVER,
+                max_message_size=self.max_message_size,
+                max_head_size=self.max_head_size,
+            )
+            conn = Connection(self, sock, peer, core)
+            self._conns[conn.fd] = conn
+            self._poll_add(conn.fd, POLLIN)
+            if self._call(conn, self.protocols[0], Reason.WSI_CREATE, None) or self._call(
+                conn, self.protocols[0], Reason.SERVER_NEW_CLIENT_INSTANTIATED, None
+            ):
+                self._kill(conn, "refused at creation")
+                continue
+            self._arm(conn, self.handshake_timeout)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            n = conn.sock.recv_into(self._rbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._kill(conn, f"read error: {exc.strerror or exc}")
+            return
+        core = conn.core
+        if n == 0:
+            if core.closed:
+                # The peer's FIN after the close handshake (RFC 6455 §7.1.1).
+                self._kill(conn, None)
+                return
+            core.receive_eof()
+        else:
+            core.receive_data(self._rview[:n])
+        self._drain_events(conn)
+
+    def _drain_events(self, conn: Connection) -> None:
+        """Deliver every event the core has, including ones that callbacks cause."""
+        core = conn.core
+        events = core.events()
+        while events and conn._phase != _DEAD:
+            self._dispatch(conn, events)
+            if conn._pending:
+                break
+            events = core.events()
+        if conn._phase != _DEAD:
+            self._queue_output(conn)
+
+    def _dispatch(self, conn: Connection, events: Iterable[Any]) -> None:
+        """Turn core events into callbacks, in order; stop if the connection dies."""
+        it = iter(events)
+        for ev in it:
+            if conn._phase == _DEAD:
+                return
+            if not conn._rx_enabled and isinstance(ev, DataReceived):
+                # rx flow control: keep the rest for when reading resumes.
+                conn._pending.append(ev)
+                conn._pending.extend(it)
+                return
+            self._handle(conn, ev)
+
+    def _handle(self, conn: Connection, ev: Any) -> None:
+        t = type(ev)
+        if t is DataReceived:
+            conn._cur = ev
+            reason = Reason.RECEIVE if conn.core.role is Role.SERVER else Reason.CLIENT_RECEIVE
+            r = self._call(conn, conn.protocol, reason, ev.data)
+            conn._cur = None
+            if r:
+                self._close_gracefully(conn)
+        elif t is Pong:
+            reason = (
+                Reason.RECEIVE_PONG if conn.core.role is Role.SERVER else Reason.CLIENT_RECEIVE_PONG
+            )
+            if self._call(conn, conn.protocol, reason, ev.payload):
+                self._close_gracefully(conn)
+        elif t is UpgradeRequest:
+            self._upgrade(conn, ev)
+        elif t is HTTPRequest:
+            self._http_request(conn, ev)
+        elif t is HTTPBody:
+            r = self._call(conn, conn.protocol, Reason.HTTP_BODY, ev.data)
+            if not r and ev.final:
+                r = self._call(conn, conn.protocol, Reason.HTTP_BODY_COMPLETION, None)
+            if r:
+                self._kill(conn, "closed by HTTP_BODY callback")
+        elif t is CloseReceived:
+            if conn._established:
+                self._call(conn, conn.protocol, Reason.WS_PEER_INITIATED_CLOSE, ev)
+        elif t is ConnectionFailed:
+            logger.log(25, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
+        elif t is RequestRejected:
+            logger.log(25, "%r: bad request: HTTP %d %s", conn, ev.status, ev.reason)
+        elif t is Closed:
+            self._core_closed(conn)
+        elif t is Established or t is HandshakeFailed:
+            pass  # handled where accept()/the client path runs
+
+    def _upgrade(self, conn: Connection, ev: UpgradeRequest) -> None:
+        chosen: Protocol | None = None
+        subprotocol: str | None = None
+        for name in ev.subprotocols:
+            if name in self._by_name:
+                chosen, subprotocol = self._by_name[name], name
+                break
+        if chosen is None:
+            if ev.subprotocols and not self.any_subprotocol:
+                # Browsers fail a connection without the subprotocol they asked for;
+                # say so now rather than let them.
+                logger.log(25, "%r: no supported subprotocol in %s", conn, ev.subprotocols)
+                conn.core.reject(400, f"unsupported subprotocol(s): {', '.join(ev.subprotocols)}")
+                self._queue_output(conn)
+                return
+            chosen = self.protocols[0]
+            subprotocol = ev.subprotocols[0] if ev.subprotocols else None
+        conn.protocol = chosen
+        conn._headers = ev.headers
+        if chosen.user_factory is not None:
+            conn.user = chosen.user_factory()
+        if self._call(conn, chosen, Reason.FILTER_PROTOCOL_CONNECTION, ev.target):
+            conn.core.reject(403, "refused by the server")
+            self._queue_output(conn)
+            return
+        limit = chosen.max_message_size
+        if limit is not None:
+            conn.core.max_message_size = limit
+        self._disarm(conn)
+        conn._phase = _WS
+        conn._established = True
+        # accept() may parse frames already received; hold their events until
+        # ESTABLISHED has been delivered.
+        conn.core.accept(subprotocol)
+        self._queue_output(conn)
+        r = self._call(conn, chosen, Reason.ESTABLISHED, None)
+        conn._headers = None
+        if r:
+            self._close_gracefully(conn)
+
+    def _http_request(self, conn: Connection, ev: HTTPRequest) -> None:
+        self._disarm(conn)
+        conn._headers = ev.headers
+        conn._responded = False
+        p0 = self.protocols[0]
+        if self._call(conn, p0, Reason.FILTER_HTTP_CONNECTION, ev.target):
+            conn.http_response(403, "<h1>403 Forbidden</h1>")
+        else:
+            r = self._call(conn, p0, Reason.HTTP, ev.target)
+            if r:
+                self._kill(conn, "closed by HTTP callback")
+                return
+            if not conn._responded and conn._phase != _DEAD:
+                conn.http_response(404, "<h1>404 Not Found</h1>")
+        conn._headers = None
+        if conn._phase != _DEAD and conn.core.state is State.HTTP_HEAD:
+            self._arm(conn, self.keepalive_timeout)
+
+    def _core_closed(self, conn: Connection) -> None:
+        """The core is done; flush what it queued (close frame, EOF) then close."""
+        if conn._phase == _DEAD:
+            return
+        conn._phase = _CLOSING
+        conn._want_writable = False
+        conn._file = None
+        self._queue_output(conn)
+        if conn._phase != _DEAD:
+            # The client role waits for the server's FIN (RFC 6455 §7.1.1); so does a
+            # server whose close frame has not gone out yet.
+            self._arm(conn, self.close_timeout)
+
+    def _close_gracefully(self, conn: Connection) -> None:
+        """A callback said close: close frame when open, else just close."""
+        if conn._phase == _DEAD:
+            return
+        core = conn.core
+        if core.state is State.OPEN:
+            code = conn.close_code or 1000
+            try:
+                core.send_close(code, conn.close_reason_text)
+            except LocalProtocolError:
+                core.send_close(1000)
+            conn._phase = _CLOSING
+            conn._want_writable = False
+            self._queue_output(conn)
+            self._arm(conn, self.close_timeout)
+        elif core.state is State.LOCAL_CLOSING:
+            return
+        else:
+            core.abort("closed by callback")
+            self._queue_output(conn)
+            if conn._phase != _DEAD:
+                self._kill(conn, "closed by callback")
+
+    # ------------------------------------------------------------------ writing
+
+    def _queue_output(self, conn: Connection) -> None:
+        """Move the core's output to the connection and write what the kernel takes."""
+        chunks = conn.core.data_to_send()
+        if chunks:
+            for c in chunks:
+                conn._out.append(c)
+                conn._out_bytes += len(c)
+            if self._writing is not conn or conn._out_bytes >= _CORK or not chunks[-1]:
+                self._flush(conn)
+        elif conn._out and self._writing is not conn:
+            self._flush(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        out = conn._out
+        sock = conn.sock
+        while out:
+            first = out[0]
+            if not first:  # b"" marks end of stream: everything before it is out
+                self._kill(conn, None)
+                return
+            try:
+                if len(out) == 1 or not out[1]:
+                    n = sock.send(first)
+                else:
+                    end = 1
+                    while end < len(out) and end < 64 and out[end]:
+                        end += 1
+                    n = sock.sendmsg(out[:end])
+            except (BlockingIOError, InterruptedError):
+                conn._known_writable = False
+                break
+            except OSError as exc:
+                self._kill(conn, f"write error: {exc.strerror or exc}")
+                return
+            conn._out_bytes -= n
+            while n:
+                c = out[0]
+                if n >= len(c):
+                    n -= len(c)
+                    out.pop(0)
+                else:
+                    out[0] = memoryview(c)[n:]
+                    n = 0
+                    conn._known_writable = False
+            if not conn._known_writable:
+                break
+        if conn._phase != _DEAD and conn._out_bytes == 0 and not out:
+            conn._known_writable = True
+
+    def _writeable(self, conn: Connection) -> None:
+        """Deliver WRITEABLE while it is wanted and the socket takes the data."""
+        core = conn.core
+        if core.state is not State.OPEN and core.state is not State.HTTP_RESPONDING:
+            conn._want_writable = False
+            return
+        reason = Reason.SERVER_WRITEABLE if core.role is Role.SERVER else Reason.CLIENT_WRITEABLE
+        if core.state is State.HTTP_RESPONDING:
+            reason = Reason.HTTP_WRITEABLE
+        n = 0
+        while conn._want_writable and conn._phase in (_WS, _HTTP) and n < _MAX_WRITEABLE_PER_PASS:
+            if conn._out_bytes >= _CORK:
+                self._flush(conn)
+                if conn._out:
+                    break  # the kernel is full: POLLOUT will bring us back
+            conn._want_writable = False
+            conn._wrote = False
+            self._writing = conn
+            try:
+                r = self._call(conn, conn.protocol, reason, None)
+            finally:
+                self._writing = None
+            n += 1
+            if r:
+                self._close_gracefully(conn)
+                return
+        if conn._out and conn._phase != _DEAD:
+            self._flush(conn)
+
+    def _run_ready(self) -> None:
+        """Forced service: WRITEABLE for writable sockets, held events after rx resumes."""
+        ready = self._ready
+        for _ in range(len(ready)):
+            conn = ready.popleft()
+            if conn._phase == _DEAD:
+                continue
+            if conn._pending and conn._rx_enabled:
+                pending = list(conn._pending)
+                conn._pending.clear()
+                self._dispatch(conn, pending)
+                if conn._phase == _DEAD:
+                    continue
+                if not conn._pending:
+                    self._drain_events(conn)
+            if conn._want_writable and not conn._out and conn._known_writable:
+                self._writeable(conn)
+            if conn._phase != _DEAD:
+                self._update_interest(conn)
+
+    def _rx_flow(self, conn: Connection, enable: bool) -> None:
+        self._check_thread()
+        if conn._rx_enabled == enable or conn._phase == _DEAD:
+            return
+        conn._rx_enabled = enable
+        if enable and conn._pending:
+            self._ready.append(conn)
+        self._update_interest(conn)
+
+    # ------------------------------------------------------------------ timers
+
+    def _arm(self, conn: Connection, seconds: float) -> None:
+        """The connection's one protocol timeout (handshake, close, keep-alive)."""
+        conn._gen += 1
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (time.monotonic() + seconds, self._timer_seq, conn._gen, conn))
+        conn._timer_at = None
+
+    def _disarm(self, conn: Connection) -> None:
+        conn._gen += 1
+
+    def _set_conn_timer(self, conn: Connection, seconds: float | None) -> None:
+        self._check_thread()
+        if conn._phase == _DEAD or conn._phase == _CLOSING:
+            return
+        conn._gen += 1
+        if seconds is None:
+            conn._timer_at = None
+            return
+        self._timer_seq += 1
+        deadline = time.monotonic() + seconds
+        conn._timer_at = deadline
+        heapq.heappush(self._timers, (deadline, self._timer_seq, conn._gen, conn))
+
+    def _timer_fired(self, conn: Connection) -> None:
+        if conn._timer_at is not None:
+            # A user timer (set_timer): deliver TIMER.
+            conn._timer_at = None
+            conn._gen += 1
+            if self._call(conn, conn.protocol, Reason.TIMER, None):
+                self._close_gracefully(conn)
+            return
+        # A protocol timeout.
+        if conn._phase == _HTTP:
+            self._kill(conn, "timed out waiting for the request")
+        else:
+            self._kill(conn, "timed out closing")
+
+    # ------------------------------------------------------------------ closing
+
+    def _kill(self, conn: Connection, why: str | None) -> None:
+        """Close the socket now: DEL_POLL_FD, close, CLOSED/CLOSED_HTTP, WSI_DESTROY."""
+        if conn._phase == _DEAD:
+            return
+        conn._phase = _DEAD
+        conn._gen += 1
+        conn._out.clear()
+        conn._out_bytes = 0
+        conn._pending.clear()
+        if conn._file is not None:
+            with contextlib.suppress(OSError):
+                conn._file.close()
+            conn._file = None
+        if why:
+            logger.debug("%r closing: %s", conn, why)
+        self._poll_del(conn.fd)
+        self._conns.pop(conn.fd, None)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+        conn.core.abort(why or "closed")
+        reason = Reason.CLOSED if conn._established else Reason.CLOSED_HTTP
+        self._call(conn, conn.protocol, reason, None)
+        self._call(conn, self.protocols[0], Reason.WSI_DESTROY, None)
+
+    # ------------------------------------------------------------------ HTTP files
+
+    def _serve_file(
+        self,
+        conn: Connection,
+        path: str,
+        content_type: str,
+        headers: Sequence[tuple[str, str]],
+    ) -> bool:
+        self._check_thread()
+        conn._responded = True
+        full = self._resolve(path)
+        f = None
+        if full is not None:
+            try:
+                f = open(full, "rb")  # noqa: SIM115 - closed when streaming ends
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    f.close()
+                    f = None
+            except OSError:
+                f = None
+        if f is None:
+            conn.core.send_http_response(
+                404, [("Content-Type", "text/html; charset=utf-8")], b"<h1>404 Not Found</h1>"
+            )
+            self._queue_output(conn)
+            return False
+        conn.core.send_http_response(
+            200,
+            [("Content-Type", content_type), ("Content-Length", str(st.st_size)), *headers],
+            end=False,
+        )
+        conn._file = f
+        self._queue_output(conn)
+        if conn._phase != _DEAD:
+            self._file_more(conn)
+        return True
+
+    def _resolve(self, path: str) -> str | None:
+        root = self.resource_root
+        if root is None:
+            return None
+        rel = path.split("?", 1)[0].lstrip("/")
+        if "\x00" in rel:
+            return None
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if any(p == ".." for p in parts):
+            return None
+        full = os.path.realpath(posixpath.join(root, *parts)) if parts else root
+        if full != root and not full.startswith(root + os.sep):
+            return None  # a symlink out of the root
+        if os.path.isdir(full):
+            full = os.path.join(full, "index.html")
+        return full
+
+    def _file_more(self, conn: Connection) -> None:
+        """Send the next chunks of the file being served while the socket takes them."""
+        f = conn._file
+        while f is not None and not conn._out and conn._phase != _DEAD:
+            data = f.read(_CORK)
+            if not data:
+                f.close()
+                conn._file = None
+                conn.core.send_http_body(b"", end=True)
+                self._queue_output(conn)
+                if conn._phase != _DEAD and self._call(
+                    conn, conn.protocol, Reason.HTTP_FILE_COMPLETION, None
+                ):
+                    self._kill(conn, "closed by HTTP_FILE_COMPLETION")
+                    return
+                if conn._phase != _DEAD and conn.core.state is State.HTTP_HEAD:
+                    self._arm(conn, self.keepalive_timeout)
+                    # A pipelined request may already be parsed.
+                    self._drain_events(conn)
+                return
+            conn.core.send_http_body(data)
+            self._queue_output(conn)
+
+
+__all__ += ["POLLERR", "POLLHUP", "POLLIN", "POLLOUT", "PollArgs"]
