@@ -299,14 +299,18 @@ class WSConnection:
             offered = self._request_headers.get_list(b"sec-websocket-protocol")
             if subprotocol is not None and subprotocol.encode("latin-1") not in offered:
                 raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered")
-        self.state = transition(self.role, self.state, "accept")
-        ext = extensions[0] if extensions else None
         if len(extensions) > 1:
             raise LocalProtocolError("only one extension at a time is supported")
-        self.extension = ext
-        self.subprotocol = subprotocol
+        state = transition(self.role, self.state, "accept")
         responses = [e.response() for e in extensions]
-        self._out.append(build_accept(self._key, subprotocol, responses, extra_headers))
+        try:
+            response = build_accept(self._key, subprotocol, responses, extra_headers)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self.state = state
+        self.extension = extensions[0] if extensions else None
+        self.subprotocol = subprotocol
+        self._out.append(response)
         headers = self._request_headers or Headers()
         self._events.append(Established(subprotocol, tuple(responses), headers))
         if self._buf:
@@ -314,9 +318,14 @@ class WSConnection:
 
     def reject(self, status: int = 403, reason: str = "", extra_headers: HeaderList = ()) -> None:
         """Server: refuse the pending upgrade with an HTTP error and close."""
-        self.state = transition(self.role, self.state, "reject")
+        state = transition(self.role, self.state, "reject")
+        try:
+            response = build_reject(status, reason or "rejected", extra_headers)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self.state = state
         self._buf.clear()
-        self._out.append(build_reject(status, reason or "rejected", extra_headers))
+        self._out.append(response)
         self._out.append(_EOF)
         self._emit_closed(1006, f"rejected with HTTP {status}", clean=False)
 
@@ -345,7 +354,11 @@ class WSConnection:
         if not self._keep_alive and "connection" not in names:
             fields.append(("Connection", "close"))
         phrase = reason if reason is not None else REASONS.get(status, "")
-        self._out.append(build_head(f"HTTP/1.1 {status} {phrase}", fields))
+        try:
+            head = build_head(f"HTTP/1.1 {status} {phrase}", fields)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self._out.append(head)
         if body:
             self._out.append(body)
         self._responding = True
@@ -386,16 +399,20 @@ class WSConnection:
         extra_headers: HeaderList = (),
     ) -> None:
         """Client: send the opening handshake (lws: ``lws_client_connect_via_info``'s request)."""
-        self.state = transition(self.role, self.state, "initiate")
-        self._key = make_key()
+        state = transition(self.role, self.state, "initiate")
+        key = make_key()
+        offers = [f.offer() for f in extensions]
+        try:
+            request = build_client_request(
+                host, target, key, subprotocols, offers, origin, extra_headers
+            )
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self.state = state
+        self._key = key
         self._offered_protocols = tuple(subprotocols)
         self._offered_extensions = {f.name: f for f in extensions}
-        offers = [f.offer() for f in extensions]
-        self._out.append(
-            build_client_request(
-                host, target, self._key, subprotocols, offers, origin, extra_headers
-            )
-        )
+        self._out.append(request)
 
     def _receive_response_head(self) -> None:
         buf = self._buf
@@ -404,6 +421,8 @@ class WSConnection:
             if len(buf) > self.max_head_size:
                 raise RemoteProtocolError(f"response head larger than {self.max_head_size} bytes")
             return
+        if end > self.max_head_size:
+            raise RemoteProtocolError(f"response head larger than {self.max_head_size} bytes")
         head = buf.consume(end)
         _version, status, _reason, headers = parse_response_head(head)
         self._request_headers = headers
@@ -587,7 +606,14 @@ class WSConnection:
                 raise RemoteProtocolError(
                     f"invalid UTF-8 in text message: {exc.reason}", code=1007
                 ) from None
-            self._utf8_pending = bool(self._utf8.getstate()[0])
+            held = self._utf8.getstate()[0]
+            # CPython's decoder holds ED A0-BF (a UTF-16 surrogate) until its third byte;
+            # fail fast here like every other invalid prefix.
+            if held[:1] == b"\xed" and len(held) > 1 and held[1] >= 0xA0:
+                raise RemoteProtocolError(
+                    "invalid UTF-8 in text message: surrogate code point", code=1007
+                )
+            self._utf8_pending = bool(held)
         first = not self._msg_delivered
         self._msg_delivered = True
         if final:
