@@ -471,11 +471,18 @@ class WSConnection:
                     take = self._remaining if self._remaining <= n - pos else n - pos
                     if take == 0 and self._remaining:
                         break
-                    chunk = bytes(buf[pos : pos + take])
+                    mask = self._frame_mask
+                    if take >= 1024:
+                        # One copy out of the buffer, through a view released at once
+                        # (a live view would forbid the ``del`` below).
+                        with memoryview(buf) as mv, mv[pos : pos + take] as view:
+                            chunk = apply_mask(view, mask) if mask else bytes(view)
+                    elif mask:
+                        chunk = apply_mask(buf[pos : pos + take], mask)
+                    else:
+                        chunk = bytes(buf[pos : pos + take])
                     pos += take
-                    if self._frame_mask:
-                        mask = self._frame_mask
-                        chunk = apply_mask(chunk, mask)
+                    if mask:
                         r = take & 3
                         if r:
                             self._frame_mask = mask[r:] + mask[:r]

@@ -11,7 +11,9 @@ from lwsbridge.core.mask import apply_mask, apply_mask_py
 
 
 @pytest.mark.parametrize("fn", [apply_mask, apply_mask_py])
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 125, 126, 1000, 65537])
+@pytest.mark.parametrize(
+    "n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 1000, 2047, 2048, 2049, 2050, 2051, 65537]
+)
 def test_mask_matches_naive(fn, n: int) -> None:  # type: ignore[no-untyped-def]
     data = os.urandom(n)
     key = os.urandom(4)
@@ -27,10 +29,23 @@ def test_mask_rfc_example() -> None:
     assert apply_mask(b"Hello", key) == bytes([0x7F, 0x9F, 0x4D, 0x51, 0x58])
 
 
+@pytest.mark.parametrize("fn", [apply_mask, apply_mask_py])
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
-def test_mask_accepts_buffer_types(kind) -> None:  # type: ignore[no-untyped-def]
-    data = b"\x00\x01\x02\x03\x04\x05"
-    assert apply_mask(kind(data), b"\xff\x00\xff\x00") == xor(data, b"\xff\x00\xff\x00")
+@pytest.mark.parametrize("n", [6, 5000])
+def test_mask_accepts_buffer_types(fn, kind, n: int) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(n)
+    assert fn(kind(data), b"\xff\x00\xff\x01") == xor(data, b"\xff\x00\xff\x01")
+
+
+def test_c_speedup_built_in_ci() -> None:
+    # CI machines have a compiler: the optional extension must have been built there.
+    from lwsbridge.core import mask
+
+    if os.environ.get("CI") and not os.environ.get("LWSBRIDGE_NO_SPEEDUPS"):
+        assert mask.SPEEDUPS, "lwsbridge.core._speedups was not built"
+    if mask.SPEEDUPS:
+        with pytest.raises(ValueError):
+            apply_mask(b"abc", b"\x00")
 
 
 def test_mask_leading_zero_bytes_preserved() -> None:
