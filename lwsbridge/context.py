@@ -881,7 +881,8 @@ class Context:
             if r:
                 self._kill(conn, "closed by HTTP_BODY callback")
         elif t is CloseReceived:
-            if conn._established:
+            # Not for the peer's answer to our own close (lws: LRS_AWAITING_CLOSE_ACK).
+            if conn._established and conn._phase == _WS:
                 self._call(conn, conn.protocol, Reason.WS_PEER_INITIATED_CLOSE, ev)
         elif t is ConnectionFailed:
             logger.log(25, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
@@ -1050,8 +1051,8 @@ class Context:
         while conn._want_writable and conn._phase in (_WS, _HTTP) and n < _MAX_WRITEABLE_PER_PASS:
             if conn._out_bytes >= _CORK:
                 self._flush(conn)
-                if conn._out:
-                    break  # the kernel is full: POLLOUT will bring us back
+            if conn._out and not conn._known_writable:
+                break  # the kernel is full: POLLOUT will bring us back
             conn._want_writable = False
             conn._wrote = False
             self._writing = conn
