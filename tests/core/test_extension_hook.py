@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from helpers import build_frame, parse_frames, take
+from helpers import build_frame, client_key, parse_frames, response_101, take
 
 from lwsbridge.core import (
     DataReceived,
@@ -139,10 +139,6 @@ def test_server_declines_unoffered_extension_on_client() -> None:
     client = WSConnection(Role.CLIENT)
     client.initiate("example.com", "/")
     req = b"".join(client.data_to_send())
-    key = [
-        line.split(b": ")[1] for line in req.split(b"\r\n") if line.startswith(b"Sec-WebSocket-Key")
-    ][0]
-    from helpers import response_101
-
+    key = client_key(req)
     client.receive_data(response_101(key, extra=["Sec-WebSocket-Extensions: x-flip"]))
     assert client.state is State.CLOSED
