@@ -264,6 +264,8 @@ class Connection:
         if self._wrote:
             raise LocalProtocolError("only one write() per WRITEABLE callback (as lws)")
         self._wrote = True
+        if kind.__class__ is not WriteKind:
+            kind = WriteKind(kind)  # a plain int, as C callers of lws_write pass
         payload = data.encode("utf-8") if isinstance(data, str) else data
         core = self.core
         if kind is WriteKind.HTTP:
@@ -424,6 +426,9 @@ class Context:
     ``max_message_size`` (default 1 MiB) bounds a received message; ``max_head_size``
     an HTTP head.  ``any_subprotocol``: accept a subprotocol nobody declared, on
     protocol 0 (for echo servers).  ``resource_root``: where serve_file looks.
+    ``writeable_same_pass``: a WRITEABLE asked for while the socket is known to be
+    writable is delivered in the same service pass, saving a poll round and two
+    SET/CLEAR_MODE changes (benchmarks/README.md has the measurement).
     """
 
     def __init__(
@@ -442,6 +447,7 @@ class Context:
         resource_root: str | None = None,
         max_connections: int | None = None,
         listen_backlog: int = 511,
+        writeable_same_pass: bool = True,
     ) -> None:
         if not protocols:
             raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
@@ -458,6 +464,9 @@ class Context:
         self.close_timeout = close_timeout
         self.keepalive_timeout = keepalive_timeout
         self.any_subprotocol = any_subprotocol
+        #: deliver WRITEABLE in the same service pass when the socket is known to be
+        #: writable (False: wait for POLLOUT from the loop, as lws does)
+        self.writeable_same_pass = writeable_same_pass
         self.resource_root = os.path.realpath(resource_root) if resource_root else None
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         # lws sizes its fd table from RLIMIT_NOFILE; keep a few fds for the host.
@@ -562,7 +571,7 @@ class Context:
         if (
             conn._out
             or conn._file is not None
-            or (conn._want_writable and not conn._known_writable)
+            or (conn._want_writable and not (conn._known_writable and self.writeable_same_pass))
         ):
             events |= POLLOUT
         self._poll_want(conn.fd, events)
@@ -663,7 +672,9 @@ class Context:
         if conn._phase in (_DEAD, _CLOSING) or conn._want_writable:
             return
         conn._want_writable = True
-        if conn._known_writable and not conn._out:
+        if self._writing is conn:
+            return  # asked from its own WRITEABLE: the delivery loop picks it up
+        if conn._known_writable and not conn._out and self.writeable_same_pass:
             self._ready.append(conn)
         else:
             self._update_interest(conn)
@@ -1048,7 +1059,8 @@ class Context:
         if core.state is State.HTTP_RESPONDING:
             reason = Reason.HTTP_WRITEABLE
         n = 0
-        while conn._want_writable and conn._phase in (_WS, _HTTP) and n < _MAX_WRITEABLE_PER_PASS:
+        limit = _MAX_WRITEABLE_PER_PASS if self.writeable_same_pass else 1
+        while conn._want_writable and conn._phase in (_WS, _HTTP) and n < limit:
             if conn._out_bytes >= _CORK:
                 self._flush(conn)
             if conn._out and not conn._known_writable:

@@ -55,13 +55,16 @@ def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: A
     return 0
 
 
-def build_context(port: int, interface: str | None, max_size: int) -> Context:
+def build_context(
+    port: int, interface: str | None, max_size: int, same_pass: bool = True
+) -> Context:
     return Context(
         [Protocol("lws-echo", echo_callback, EchoSession)],
         port=port,
         interface=interface,
         any_subprotocol=True,
         max_message_size=max_size,
+        writeable_same_pass=same_pass,
     )
 
 
@@ -80,9 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         default=64 << 20,
         help="largest message accepted, in bytes (default 64 MiB; 0 = unlimited)",
     )
+    parser.add_argument(
+        "--defer-writeable",
+        action="store_true",
+        help="wait for POLLOUT before every WRITEABLE, as lws does (for measurements)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.debug)
-    return run(build_context(args.port, args.interface, args.max_size), "lwsbridge-test-echo")
+    ctx = build_context(args.port, args.interface, args.max_size, not args.defer_writeable)
+    return run(ctx, "lwsbridge-test-echo")
 
 
 if __name__ == "__main__":

@@ -229,3 +229,53 @@ def test_rx_flow_control_with_echo_app(make_ctx, client) -> None:
 
     pump(stepper(ctx), done, "100 echoes")
     assert out == msgs
+
+
+def test_deferred_writeable_mode_waits_for_pollout(make_ctx, client) -> None:
+    """writeable_same_pass=False: WRITEABLE only after the loop reports POLLOUT (lws's way)."""
+    order: list[str] = []
+    poll_events: list[tuple[Reason, int]] = []
+
+    def cb(conn, reason, user, payload):
+        if reason in (Reason.SET_MODE_POLL_FD, Reason.CLEAR_MODE_POLL_FD):
+            poll_events.append((reason, payload.events))
+        elif reason is Reason.RECEIVE:
+            order.append("receive")
+            conn.callback_on_writable()
+        elif reason is Reason.SERVER_WRITEABLE:
+            order.append("writeable")
+            conn.write(payload or b"pong", 1)  # a plain int kind, as C code passes
+        return 0
+
+    ctx = make_ctx([Protocol("p", cb)], writeable_same_pass=False)
+    c = client(ctx.port)
+    handshake(ctx, c)
+    c.send(text("go"))
+    f = wait_frame(ctx, c)
+    assert (f.opcode, f.payload) == (BINARY, b"pong")
+    assert order == ["receive", "writeable"]
+    # The request for WRITEABLE went through the poll set: POLLOUT set, then cleared.
+    assert [r for r, _ in poll_events] == [Reason.SET_MODE_POLL_FD, Reason.CLEAR_MODE_POLL_FD]
+
+
+def test_same_pass_mode_touches_no_poll_state(make_ctx, client) -> None:
+    """The default: WRITEABLE in the same pass, no SET/CLEAR_MODE round trip."""
+    poll_events: list[Reason] = []
+
+    def cb(conn, reason, user, payload):
+        if reason in (Reason.SET_MODE_POLL_FD, Reason.CLEAR_MODE_POLL_FD):
+            poll_events.append(reason)
+        elif reason is Reason.RECEIVE:
+            conn.callback_on_writable()
+        elif reason is Reason.SERVER_WRITEABLE:
+            conn.write(b"pong", WriteKind.TEXT)
+        return 0
+
+    ctx = make_ctx([Protocol("p", cb)])
+    c = client(ctx.port)
+    handshake(ctx, c)
+    for _ in range(5):
+        c.send(text("go"))
+        f = wait_frame(ctx, c)
+        assert (f.opcode, f.payload) == (TEXT, b"pong")
+    assert poll_events == []
