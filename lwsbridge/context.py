@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import heapq
+import ipaddress
 import os
 import posixpath
 import resource
@@ -57,10 +58,11 @@ from lwsbridge.core.pollset import (
     PollSet,
 )
 from lwsbridge.core.state import Role, State
-from lwsbridge.log import logger
+from lwsbridge.log import NOTICE, logger
 
 __all__ = [
     "CLOSE",
+    "ClientConnectInfo",
     "Connection",
     "Context",
     "PollFd",
@@ -146,6 +148,29 @@ class Protocol:
     index: int = field(default=-1, init=False)
 
 
+@dataclass
+class ClientConnectInfo:
+    """lws ``struct lws_client_connect_info``: where and how to connect.
+
+    ``protocol`` names the local :class:`Protocol` that gets the callbacks and is the
+    subprotocol asked for (lws does the same); ``subprotocols`` offers a different list.
+    ``host`` is the Host header (default ``address[:port]``). ``timeout``: seconds until
+    CLIENT_ESTABLISHED (default: the context's ``connect_timeout``, 5 s).
+    """
+
+    address: str
+    port: int = 80
+    path: str = "/"
+    host: str | None = None
+    origin: str | None = None
+    protocol: str | None = None
+    subprotocols: Sequence[str] | None = None
+    headers: Sequence[tuple[str, str]] = ()
+    ssl: bool = False
+    timeout: float | None = None
+    user: Any = None
+
+
 class PollSink(TypingProtocol):
     """What an adapter implements to mirror the context's poll set into its loop."""
 
@@ -174,7 +199,9 @@ class _PollFdLike(TypingProtocol):
 
 
 # How a connection's life is going, for the context's bookkeeping.
-_HTTP, _WS, _CLOSING, _DEAD = range(4)
+_HTTP, _WS, _CLOSING, _DEAD, _CONNECTING = range(5)
+# A connection's timers: protocol timeouts, the user's set_timer, keepalive pings.
+_T_PROTO, _T_USER, _T_PING = range(3)
 
 _CORK = 64 * 1024  # bytes written in one service pass before a flush
 _MAX_WRITEABLE_PER_PASS = 64
@@ -186,10 +213,12 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_awaiting_pong",
+        "_client_info",
         "_cur",
         "_established",
         "_file",
-        "_gen",
+        "_gens",
         "_headers",
         "_known_writable",
         "_out",
@@ -198,7 +227,6 @@ class Connection:
         "_phase",
         "_responded",
         "_rx_enabled",
-        "_timer_at",
         "_want_writable",
         "_wrote",
         "close_code",
@@ -212,10 +240,12 @@ class Connection:
         "user",
     )
 
-    def __init__(self, context: Context, sock: socket.socket, peer: Any, core: WSConnection):
+    def __init__(
+        self, context: Context, sock: socket.socket | None, peer: Any, core: WSConnection
+    ) -> None:
         self.context = context
         self.sock = sock
-        self.fd = sock.fileno()
+        self.fd = sock.fileno() if sock is not None else -1
         self.peer = peer
         self.core = core
         self.protocol: Protocol = context.protocols[0]
@@ -233,8 +263,10 @@ class Connection:
         self._wrote = False
         self._responded = False
         self._file: Any = None
-        self._gen = 0
-        self._timer_at: float | None = None
+        # one generation per timer kind (_T_*): a heap entry is live while it matches
+        self._gens = [0, 0, 0]
+        self._awaiting_pong = False
+        self._client_info: ClientConnectInfo | None = None
         self.close_code: int | None = None
         self.close_reason_text = ""
 
@@ -447,7 +479,9 @@ class Context:
         resource_root: str | None = None,
         max_connections: int | None = None,
         listen_backlog: int = 511,
+        connect_timeout: float = 5.0,
         writeable_same_pass: bool = True,
+        ping_interval: float | None = None,
     ) -> None:
         if not protocols:
             raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
@@ -463,10 +497,13 @@ class Context:
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
         self.keepalive_timeout = keepalive_timeout
+        self.connect_timeout = connect_timeout
         self.any_subprotocol = any_subprotocol
         #: deliver WRITEABLE in the same service pass when the socket is known to be
         #: writable (False: wait for POLLOUT from the loop, as lws does)
         self.writeable_same_pass = writeable_same_pass
+        #: seconds between keepalive pings on idle-or-not WebSockets; None: no pings
+        self.ping_interval = ping_interval
         self.resource_root = os.path.realpath(resource_root) if resource_root else None
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         # lws sizes its fd table from RLIMIT_NOFILE; keep a few fds for the host.
@@ -475,7 +512,9 @@ class Context:
         self._pollset = PollSet()
         self._conns: dict[int, Connection] = {}
         self._ready: deque[Connection] = deque()
-        self._timers: list[tuple[float, int, int, Connection]] = []
+        self._timers: list[tuple[float, int, int, int, Connection]] = []
+        self._resolving: set[Connection] = set()
+        self._resolved: deque[tuple[Connection, Any]] = deque()
         self._timer_seq = 0
         self._writing: Connection | None = None
         self._rbuf = bytearray(_READ_SIZE)
@@ -633,8 +672,8 @@ class Context:
             return 0
         timers = self._timers
         while timers:
-            deadline, _seq, gen, conn = timers[0]
-            if gen != conn._gen or conn._phase == _DEAD:
+            deadline, _seq, kind, gen, conn = timers[0]
+            if gen != conn._gens[kind] or conn._phase == _DEAD:
                 heapq.heappop(timers)
                 continue
             return max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
@@ -646,9 +685,10 @@ class Context:
         now = time.monotonic()
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _deadline, _seq, gen, conn = heapq.heappop(timers)
-            if gen == conn._gen and conn._phase != _DEAD:
-                self._timer_fired(conn)
+            _deadline, _seq, kind, gen, conn = heapq.heappop(timers)
+            if gen == conn._gens[kind] and conn._phase != _DEAD:
+                conn._gens[kind] += 1
+                self._timer_fired(conn, kind)
         self._run_ready()
 
     def service(self, timeout_ms: int | None = 1000) -> None:
@@ -664,7 +704,7 @@ class Context:
     def cancel_service(self) -> None:
         """Wake the servicing thread; every protocol gets EVENT_WAIT_CANCELLED. Thread-safe."""
         with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"x")
+            os.write(self._wake_w, b"u")
 
     def callback_on_writable(self, conn: Connection) -> None:
         """lws_callback_on_writable: one WRITEABLE callback for ``conn`` soon."""
@@ -706,7 +746,7 @@ class Context:
         if self._destroyed:
             return
         self._destroyed = True
-        for conn in list(self._conns.values()):
+        for conn in [*self._conns.values(), *self._resolving]:
             self._kill(conn, "context destroyed")
         if self._listen is not None:
             self._poll_del(self._listen.fileno())
@@ -743,6 +783,10 @@ class Context:
                 self._accept()
             self._run_ready()
             return False
+        if conn._phase == _CONNECTING:
+            self._client_connected(conn)
+            self._run_ready()
+            return conn._phase == _DEAD
         if revents & (POLLERR | POLLNVAL):
             self._kill(conn, "socket error")
             self._run_ready()
@@ -763,11 +807,17 @@ class Context:
         return conn._phase == _DEAD
 
     def _drain_wakeup(self) -> None:
+        data = b""
         with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._wake_r, 4096):
-                pass
-        for p in self.protocols:
-            self._call(None, p, Reason.EVENT_WAIT_CANCELLED, None)
+            while chunk := os.read(self._wake_r, 4096):
+                data += chunk
+        # b"r": a host name was resolved off-thread; b"u": the user's cancel_service.
+        while self._resolved:
+            conn, result = self._resolved.popleft()
+            self._client_resolved(conn, result)
+        if b"u" in data:
+            for p in self.protocols:
+                self._call(None, p, Reason.EVENT_WAIT_CANCELLED, None)
 
     def _accept(self) -> None:
         assert self._listen is not None
@@ -785,7 +835,7 @@ class Context:
                     with contextlib.suppress(OSError):
                         s, p = self._listen.accept()
                         s.close()
-                        logger.log(25, "refused connection from %s: out of file descriptors", p)
+                        logger.log(NOTICE, "refused connection from %s: out of file descriptors", p)
                     with contextlib.suppress(OSError):
                         self._spare_fd = os.open(os.devnull, os.O_RDONLY)
                     return
@@ -823,8 +873,10 @@ class Context:
             self._arm(conn, self.handshake_timeout)
 
     def _read(self, conn: Connection) -> None:
+        sock = conn.sock
+        assert sock is not None  # only connections in the poll set are read
         try:
-            n = conn.sock.recv_into(self._rbuf)
+            n = sock.recv_into(self._rbuf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -876,6 +928,7 @@ class Context:
             if r:
                 self._close_gracefully(conn)
         elif t is Pong:
+            conn._awaiting_pong = False
             reason = (
                 Reason.RECEIVE_PONG if conn.core.role is Role.SERVER else Reason.CLIENT_RECEIVE_PONG
             )
@@ -896,13 +949,16 @@ class Context:
             if conn._established and conn._phase == _WS:
                 self._call(conn, conn.protocol, Reason.WS_PEER_INITIATED_CLOSE, ev)
         elif t is ConnectionFailed:
-            logger.log(25, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
+            logger.log(NOTICE, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
         elif t is RequestRejected:
-            logger.log(25, "%r: bad request: HTTP %d %s", conn, ev.status, ev.reason)
+            logger.log(NOTICE, "%r: bad request: HTTP %d %s", conn, ev.status, ev.reason)
         elif t is Closed:
             self._core_closed(conn)
-        elif t is Established or t is HandshakeFailed:
-            pass  # handled where accept()/the client path runs
+        elif t is Established:
+            if conn.core.role is Role.CLIENT:
+                self._client_established(conn, ev)
+        elif t is HandshakeFailed:
+            self._kill(conn, ev.reason)
 
     def _upgrade(self, conn: Connection, ev: UpgradeRequest) -> None:
         chosen: Protocol | None = None
@@ -915,7 +971,7 @@ class Context:
             if ev.subprotocols and not self.any_subprotocol:
                 # Browsers fail a connection without the subprotocol they asked for;
                 # say so now rather than let them.
-                logger.log(25, "%r: no supported subprotocol in %s", conn, ev.subprotocols)
+                logger.log(NOTICE, "%r: no supported subprotocol in %s", conn, ev.subprotocols)
                 conn.core.reject(400, f"unsupported subprotocol(s): {', '.join(ev.subprotocols)}")
                 self._queue_output(conn)
                 return
@@ -943,6 +999,8 @@ class Context:
         conn._headers = None
         if r:
             self._close_gracefully(conn)
+        elif self.ping_interval and conn._phase == _WS:
+            self._schedule(conn, _T_PING, self.ping_interval)
 
     def _http_request(self, conn: Connection, ev: HTTPRequest) -> None:
         self._disarm(conn)
@@ -998,6 +1056,131 @@ class Context:
             if conn._phase != _DEAD:
                 self._kill(conn, "closed by callback")
 
+    # ------------------------------------------------------------------ client
+
+    def client_connect(self, info: ClientConnectInfo) -> Connection:
+        """Start a client connection (lws ``lws_client_connect_via_info``); never blocks.
+
+        The connection is usable only after CLIENT_ESTABLISHED; anything that goes wrong
+        before that gives exactly one CLIENT_CONNECTION_ERROR with a readable reason.
+        A host name is resolved on a helper thread and handed back through the
+        context's wakeup; a numeric address connects at once.
+        """
+        self._check_thread()
+        if self._destroyed:
+            raise LocalProtocolError("the context is destroyed")
+        if info.protocol is None:
+            protocol = self.protocols[0]
+        elif info.protocol in self._by_name:
+            protocol = self._by_name[info.protocol]
+        else:
+            raise LocalProtocolError(f"no protocol named {info.protocol!r} in this context")
+        limit = protocol.max_message_size
+        core = WSConnection(
+            Role.CLIENT,
+            max_message_size=self.max_message_size if limit is None else limit,
+            max_head_size=self.max_head_size,
+        )
+        conn = Connection(self, None, (info.address, info.port), core)
+        conn.protocol = protocol
+        conn._client_info = info
+        conn._phase = _CONNECTING
+        if info.user is not None:
+            conn.user = info.user
+        elif protocol.user_factory is not None:
+            conn.user = protocol.user_factory()
+        self._resolving.add(conn)
+        self._arm(conn, info.timeout if info.timeout is not None else self.connect_timeout)
+        try:
+            ip = ipaddress.ip_address(info.address)
+        except ValueError:
+            threading.Thread(
+                target=self._resolve_host, args=(conn, info.address, info.port), daemon=True
+            ).start()
+        else:
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            self._client_resolved(conn, [(family, (info.address, info.port))])
+        return conn
+
+    def _resolve_host(self, conn: Connection, host: str, port: int) -> None:
+        """Runs on a helper thread: getaddrinfo, then wake the service thread."""
+        result: Any
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            result = [(fam, addr) for fam, _t, _p, _c, addr in infos]
+        except OSError as exc:
+            result = exc
+        self._resolved.append((conn, result))
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"r")
+
+    def _client_resolved(self, conn: Connection, result: Any) -> None:
+        if conn not in self._resolving or conn._phase == _DEAD:
+            return  # timed out or destroyed meanwhile
+        self._resolving.discard(conn)
+        if isinstance(result, OSError) or not result:
+            self._kill(conn, f"cannot resolve {conn.peer[0]}: {result}")
+            return
+        family, addr = result[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(addr)
+        conn.sock = sock
+        conn.fd = sock.fileno()
+        self._conns[conn.fd] = conn
+        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            self._kill(conn, f"connect to {addr[0]} port {addr[1]} failed: {os.strerror(err)}")
+            return
+        # Writable means connected (or failed: SO_ERROR says which).
+        self._poll_add(conn.fd, POLLOUT)
+
+    def _client_connected(self, conn: Connection) -> None:
+        assert conn.sock is not None and conn._client_info is not None
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            addr = conn.peer
+            self._kill(conn, f"connect to {addr[0]} port {addr[1]} failed: {os.strerror(err)}")
+            return
+        info = conn._client_info
+        extra: list[tuple[str, str]] = list(info.headers)
+        if self._call(conn, conn.protocol, Reason.CLIENT_APPEND_HANDSHAKE_HEADER, extra):
+            self._kill(conn, "refused by CLIENT_APPEND_HANDSHAKE_HEADER")
+            return
+        if info.subprotocols is not None:
+            offered = list(info.subprotocols)
+        else:
+            offered = [info.protocol] if info.protocol else []
+        host = info.host
+        if host is None:
+            h = f"[{info.address}]" if ":" in info.address else info.address
+            host = h if info.port in (80, 443) else f"{h}:{info.port}"
+        try:
+            conn.core.initiate(host, info.path, offered, (), info.origin, extra)
+        except LocalProtocolError as exc:
+            self._kill(conn, f"bad request: {exc}")
+            return
+        conn._phase = _HTTP
+        self._queue_output(conn)
+        self._update_interest(conn)
+
+    def _client_established(self, conn: Connection, ev: Established) -> None:
+        conn._headers = ev.headers
+        if self._call(conn, conn.protocol, Reason.CLIENT_FILTER_PRE_ESTABLISH, ev):
+            conn._headers = None
+            self._kill(conn, "refused by CLIENT_FILTER_PRE_ESTABLISH")
+            return
+        self._disarm(conn)
+        conn._phase = _WS
+        conn._established = True
+        r = self._call(conn, conn.protocol, Reason.CLIENT_ESTABLISHED, ev.subprotocol)
+        conn._headers = None
+        if r:
+            self._close_gracefully(conn)
+        elif self.ping_interval and conn._phase == _WS:
+            self._schedule(conn, _T_PING, self.ping_interval)
+
     # ------------------------------------------------------------------ writing
 
     def _queue_output(self, conn: Connection) -> None:
@@ -1015,6 +1198,7 @@ class Context:
     def _flush(self, conn: Connection) -> None:
         out = conn._out
         sock = conn.sock
+        assert sock is not None  # output exists only once connected
         while out:
             first = out[0]
             if not first:  # b"" marks end of stream: everything before it is out
@@ -1110,42 +1294,55 @@ class Context:
 
     # ------------------------------------------------------------------ timers
 
+    def _schedule(self, conn: Connection, kind: int, seconds: float | None) -> None:
+        """(Re)arm or, with None, cancel one of the connection's timers."""
+        conn._gens[kind] += 1
+        if seconds is not None:
+            self._timer_seq += 1
+            heapq.heappush(
+                self._timers,
+                (time.monotonic() + seconds, self._timer_seq, kind, conn._gens[kind], conn),
+            )
+
     def _arm(self, conn: Connection, seconds: float) -> None:
-        """The connection's one protocol timeout (handshake, close, keep-alive)."""
-        conn._gen += 1
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (time.monotonic() + seconds, self._timer_seq, conn._gen, conn))
-        conn._timer_at = None
+        """The connection's protocol timeout (connect, handshake, close, keep-alive)."""
+        self._schedule(conn, _T_PROTO, seconds)
 
     def _disarm(self, conn: Connection) -> None:
-        conn._gen += 1
+        self._schedule(conn, _T_PROTO, None)
 
     def _set_conn_timer(self, conn: Connection, seconds: float | None) -> None:
         self._check_thread()
         if conn._phase == _DEAD or conn._phase == _CLOSING:
             return
-        conn._gen += 1
-        if seconds is None:
-            conn._timer_at = None
-            return
-        self._timer_seq += 1
-        deadline = time.monotonic() + seconds
-        conn._timer_at = deadline
-        heapq.heappush(self._timers, (deadline, self._timer_seq, conn._gen, conn))
+        self._schedule(conn, _T_USER, seconds)
 
-    def _timer_fired(self, conn: Connection) -> None:
-        if conn._timer_at is not None:
-            # A user timer (set_timer): deliver TIMER.
-            conn._timer_at = None
-            conn._gen += 1
+    def _timer_fired(self, conn: Connection, kind: int) -> None:
+        if kind == _T_USER:
             if self._call(conn, conn.protocol, Reason.TIMER, None):
                 self._close_gracefully(conn)
-            return
-        # A protocol timeout.
-        if conn._phase == _HTTP:
+        elif kind == _T_PING:
+            self._ping_due(conn)
+        elif conn.core.role is Role.CLIENT and not conn._established:
+            self._kill(conn, "timed out: no WebSocket handshake within the connect timeout")
+        elif conn._phase == _HTTP:
             self._kill(conn, "timed out waiting for the request")
         else:
             self._kill(conn, "timed out closing")
+
+    def _ping_due(self, conn: Connection) -> None:
+        """Keepalive pings (``ping_interval``): no pong since the last ping drops the peer."""
+        if conn._phase != _WS or conn.core.state is not State.OPEN:
+            return
+        if conn._awaiting_pong:
+            logger.log(NOTICE, "%r: no pong within %.1f s; dropping it", conn, self.ping_interval)
+            self._kill(conn, "no pong")
+            return
+        conn._awaiting_pong = True
+        conn.core.send_ping(b"")
+        self._queue_output(conn)
+        if conn._phase != _DEAD:
+            self._schedule(conn, _T_PING, self.ping_interval)
 
     # ------------------------------------------------------------------ closing
 
@@ -1154,7 +1351,7 @@ class Context:
         if conn._phase == _DEAD:
             return
         conn._phase = _DEAD
-        conn._gen += 1
+        conn._gens = [g + 1 for g in conn._gens]
         conn._out.clear()
         conn._out_bytes = 0
         conn._pending.clear()
@@ -1164,11 +1361,24 @@ class Context:
             conn._file = None
         if why:
             logger.debug("%r closing: %s", conn, why)
-        self._poll_del(conn.fd)
-        self._conns.pop(conn.fd, None)
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+        self._resolving.discard(conn)
+        if conn.fd >= 0:
+            self._poll_del(conn.fd)
+            self._conns.pop(conn.fd, None)
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
         conn.core.abort(why or "closed")
+        if conn.core.role is Role.CLIENT:
+            if conn._established:
+                self._call(conn, conn.protocol, Reason.CLOSED, None)
+            else:
+                # Exactly one CLIENT_CONNECTION_ERROR, and nothing else, for a client
+                # that never got established.
+                reason_text = why or "connection closed during the handshake"
+                logger.info("client connection to %s failed: %s", conn.peer, reason_text)
+                self._call(conn, conn.protocol, Reason.CLIENT_CONNECTION_ERROR, reason_text)
+            return
         reason = Reason.CLOSED if conn._established else Reason.CLOSED_HTTP
         self._call(conn, conn.protocol, reason, None)
         self._call(conn, self.protocols[0], Reason.WSI_DESTROY, None)
