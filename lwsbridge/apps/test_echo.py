@@ -23,7 +23,7 @@ class EchoSession:
 
 
 def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
-    if reason is Reason.RECEIVE:
+    if reason is Reason.RECEIVE or reason is Reason.CLIENT_RECEIVE:
         assert conn is not None
         s: EchoSession = user
         if conn.is_final_fragment():
@@ -39,7 +39,7 @@ def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: A
             conn.callback_on_writable()
         else:
             s.parts.append(payload)
-    elif reason is Reason.SERVER_WRITEABLE:
+    elif reason is Reason.SERVER_WRITEABLE or reason is Reason.CLIENT_WRITEABLE:
         assert conn is not None
         s = user
         if s.queue:
@@ -88,8 +88,31 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="wait for POLLOUT before every WRITEABLE, as lws does (for measurements)",
     )
+    parser.add_argument(
+        "--client",
+        metavar="URL",
+        help="be the client instead: send messages of --sizes to URL and check the echoes",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="0,125,126,65535,65536,1048576",
+        help="message sizes for --client, comma-separated (text and binary each)",
+    )
+    parser.add_argument(
+        "--autobahn-client",
+        metavar="URL",
+        help="run the Autobahn|Testsuite client protocol against a fuzzingserver at URL",
+    )
+    parser.add_argument("--agent", default="lwsbridge", help="agent name for --autobahn-client")
     args = parser.parse_args(argv)
     setup_logging(args.debug)
+    if args.client or args.autobahn_client:
+        from lwsbridge.apps import echo_client
+
+        if args.client:
+            sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+            return echo_client.check_echo(args.client, sizes, args.max_size)
+        return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size)
     ctx = build_context(args.port, args.interface, args.max_size, not args.defer_writeable)
     return run(ctx, "lwsbridge-test-echo")
 

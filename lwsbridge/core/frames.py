@@ -77,8 +77,11 @@ def encode_frame(
         header = _PACK_H16(b0, mbit | 126, n)
     else:
         header = _PACK_H64(b0, mbit | 127, n)
+    # Never an empty chunk: b"" in an output list means end of stream.
     if mask:
         key = mask_key if mask_key is not None else os.urandom(4)
+        if n < 1024:
+            return [header + key + apply_mask(payload, key)]
         return [header + key, apply_mask(payload, key)]
     if n < 1024:
         # Small frames: one chunk is cheaper to write than two.

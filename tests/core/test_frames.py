@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from helpers import parse_frames, xor
+from helpers import open_conn, parse_frames, xor
 
-from lwsbridge.core import Opcode
+from lwsbridge.core import Opcode, Role
 from lwsbridge.core.frames import (
     CONTROL_OPCODES,
     DATA_OPCODES,
@@ -87,3 +87,22 @@ def test_small_frames_one_chunk_large_two() -> None:
     big = b"x" * 4096
     chunks = encode_frame(2, big)
     assert len(chunks) == 2 and chunks[1] is big  # no copy of a large payload
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 1023, 1024, 70000])
+@pytest.mark.parametrize("mask", [False, True])
+def test_encode_frame_never_yields_an_empty_chunk(n: int, mask: bool) -> None:
+    # b"" in data_to_send() means "close the transport": a frame must never produce one.
+    from lwsbridge.core.frames import encode_frame
+
+    chunks = encode_frame(0x1, b"a" * n, mask=mask)
+    assert all(chunks)
+
+
+@pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER])
+def test_empty_message_output_has_no_eof_marker(role: Role) -> None:
+    conn = open_conn(role)
+    conn.data_to_send()
+    conn.send_data(b"")
+    conn.send_data("")
+    assert all(conn.data_to_send())
