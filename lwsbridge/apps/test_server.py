@@ -18,6 +18,7 @@ __all__ = ["DumbIncrement", "Mirror", "build_context", "main"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 INTERVAL = 0.05  # the lws test server's 50 ms
+DEFAULT_LOCK = "/tmp/.lwsbridge-test-server-lock"  # lws: /tmp/.lwsts-lock
 
 
 def http_callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
@@ -146,10 +147,47 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="directory served over HTTP (default: the packaged test page)",
     )
+    parser.add_argument(
+        "-D",
+        "--daemonize",
+        action="store_true",
+        help="run in the background, logging to syslog (lws's -D)",
+    )
+    parser.add_argument(
+        "--lock",
+        default=DEFAULT_LOCK,
+        metavar="PATH",
+        help=f"lock file of the daemon (default {DEFAULT_LOCK})",
+    )
     args = parser.parse_args(argv)
+    if args.daemonize:
+        return _main_daemon(args)
     setup_logging(args.debug)
     ctx = build_context(args.port, args.interface, args.resource_path)
     return run(ctx, "lwsbridge-test-server")
+
+
+def _main_daemon(args: argparse.Namespace) -> int:
+    import syslog
+
+    from lwsbridge.apps.common import run, setup_logging
+    from lwsbridge.daemon import daemonize
+    from lwsbridge.log import emit_syslog, lwsl_err
+
+    handle = daemonize(args.lock, name="lwsbridge-test-server", wait_ready=True)
+    syslog.openlog("lwsbridge-test-server", syslog.LOG_PID, syslog.LOG_DAEMON)
+    setup_logging(args.debug, emit_syslog)
+    try:
+        ctx = build_context(args.port, args.interface, args.resource_path)
+    except Exception as exc:
+        lwsl_err("cannot start: %s", exc)
+        handle.fail(f"cannot start: {exc}")
+        return 1
+    handle.ready()
+    try:
+        return run(ctx, "lwsbridge-test-server")
+    finally:
+        syslog.closelog()
 
 
 if __name__ == "__main__":
