@@ -117,6 +117,8 @@ class WSConnection:
         self._utf8: codecs.IncrementalDecoder | None = None
         self._utf8_pending = False  # the decoder holds part of a character
         self._msg_decoded = 0  # bytes an extension has produced for this message
+        self._held = False  # the extension holds decoded output: input parsing waits
+        self._held_final = False  # ... and it has all of the message's input already
         # message being sent
         self._out_in_message = False
         self._close_sent = False
@@ -147,11 +149,32 @@ class WSConnection:
     def pending(self) -> bool:
         """True if there is work to do without new input (lws: forced service).
 
-        That is the case when an extension holds decoded output back.  (Input held
-        while the caller answers a request is parsed as soon as the caller answers.)
+        That is the case when an extension holds decoded output back (``ext.pending()``);
+        call :meth:`process_pending` then.  (Input held while the caller answers a
+        request is parsed as soon as the caller answers.)
         """
-        ext = self.extension
-        return ext is not None and ext.pending()
+        return self._held and self.state in _WS_STATES
+
+    def process_pending(self) -> None:
+        """Forced service: deliver the next piece of output the extension held back.
+
+        An extension (permessage-deflate) returns at most a bounded piece of decoded
+        data per call; while it holds more, frame parsing stops (input stays in the
+        buffer, control frames included, so the order of events is kept) and
+        :meth:`pending` is True.  Each call emits at most one more
+        :class:`DataReceived`; once nothing is held, buffered input is parsed again.
+        Never raises for anything the peer sent.
+        """
+        if not self._held or self.state not in _WS_STATES:
+            return
+        try:
+            chunk, final = self._decode(b"", self._held_final)
+            if chunk or final:
+                self._emit_data(chunk, final, self._remaining)
+            if not self._held and self._buf:
+                self._receive_frames()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
 
     # ------------------------------------------------------------------ input
 
@@ -212,6 +235,7 @@ class WSConnection:
             return
         # RFC 6455 §7.1.7: send a close frame with the code (unless we did), then close.
         self._buf.clear()
+        self._held = False
         if state is State.OPEN and not self._close_sent:
             self._send_close_frame(exc.code, exc.reason[:100])
         self._out.append(_EOF)
@@ -464,7 +488,7 @@ class WSConnection:
         pos = 0
         client = self._client
         try:
-            while self.state in _WS_STATES:
+            while self.state in _WS_STATES and not self._held:
                 if self._in_frame:
                     # Payload of a data frame: deliver what is here (RFC 6455 §5.4 lets
                     # us; lws delivers it the same way).
@@ -597,11 +621,30 @@ class WSConnection:
         if not chunk and not final and (self._msg_delivered or not frame_done):
             return  # nothing to say: an empty middle frame
         if self._msg_rsv:
-            ext = self.extension
-            assert ext is not None
-            allowed = self.max_message_size - self._msg_decoded if self.max_message_size else None
-            chunk = ext.decode(chunk, self._msg_rsv, final, allowed)
-            self._msg_decoded += len(chunk)
+            chunk, final = self._decode(chunk, final)
+            if not chunk and not final and self._msg_delivered:
+                return  # the extension produced nothing from this piece yet
+        self._emit_data(chunk, final, remaining)
+
+    def _decode(self, chunk: bytes, final: bool) -> tuple[bytes, bool]:
+        """Run a piece of a compressed message through the extension.
+
+        ``final`` says the message's input is complete; the returned flag says the
+        message's output is (False while the extension still holds some back).
+        """
+        ext = self.extension
+        assert ext is not None
+        allowed = self.max_message_size - self._msg_decoded if self.max_message_size else None
+        chunk = ext.decode(chunk, self._msg_rsv, final, allowed)
+        self._msg_decoded += len(chunk)
+        if ext.pending():
+            self._held = True
+            self._held_final = final
+            return chunk, False
+        self._held = False
+        return chunk, final
+
+    def _emit_data(self, chunk: bytes, final: bool, remaining: int) -> None:
         # §8.1: fail fast on invalid UTF-8; pieces may end mid-character.  ASCII pieces
         # with no partial character pending need no decoding at all.
         if (self._msg_opcode == 1 and self._utf8 is not None) and (

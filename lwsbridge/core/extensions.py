@@ -82,6 +82,11 @@ class Extension:
 
         ``max_size``: bytes the result may hold before the message limit is hit (None:
         no limit); exceeding it raises ``RemoteProtocolError(code=1009)`` at once.
+        ``message_final``: the message's input is complete.  An extension may return
+        part of the output and hold the rest (``pending()`` True): the connection then
+        calls ``decode(b"", rsv, message_final, max_size)`` again from
+        ``WSConnection.process_pending`` until ``pending()`` is False, and only then
+        treats the message as complete and parses further input.
         """
         return data
 
