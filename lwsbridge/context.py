@@ -20,6 +20,7 @@ import os
 import posixpath
 import resource
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -59,6 +60,7 @@ from lwsbridge.core.pollset import (
 )
 from lwsbridge.core.state import Role, State
 from lwsbridge.log import NOTICE, logger
+from lwsbridge.tls import ClientTLS, ServerTLS, describe_ssl_error, is_self_signed
 
 __all__ = [
     "CLOSE",
@@ -166,7 +168,7 @@ class ClientConnectInfo:
     protocol: str | None = None
     subprotocols: Sequence[str] | None = None
     headers: Sequence[tuple[str, str]] = ()
-    ssl: bool = False
+    ssl: bool | ClientTLS = False
     timeout: float | None = None
     user: Any = None
 
@@ -227,6 +229,11 @@ class Connection:
         "_phase",
         "_responded",
         "_rx_enabled",
+        "_tls",
+        "_tls_hs",
+        "_tls_in",
+        "_tls_out",
+        "_tls_selfsigned",
         "_want_writable",
         "_wrote",
         "close_code",
@@ -267,6 +274,11 @@ class Connection:
         self._gens = [0, 0, 0]
         self._awaiting_pong = False
         self._client_info: ClientConnectInfo | None = None
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None
+        self._tls_out: ssl.MemoryBIO | None = None
+        self._tls_hs = False  # TLS handshake in progress
+        self._tls_selfsigned = False  # accept only a self-signed peer certificate
         self.close_code: int | None = None
         self.close_reason_text = ""
 
@@ -482,6 +494,8 @@ class Context:
         connect_timeout: float = 5.0,
         writeable_same_pass: bool = True,
         ping_interval: float | None = None,
+        tls: ServerTLS | None = None,
+        client_tls: ClientTLS | None = None,
     ) -> None:
         if not protocols:
             raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
@@ -504,6 +518,10 @@ class Context:
         self.writeable_same_pass = writeable_same_pass
         #: seconds between keepalive pings on idle-or-not WebSockets; None: no pings
         self.ping_interval = ping_interval
+        #: TLS for accepted connections (every one, as an lws vhost with SSL)
+        self._server_tls = tls.build() if tls is not None else None
+        self._client_tls_default = client_tls
+        self._client_tls_cache: dict[int, ssl.SSLContext] = {}
         self.resource_root = os.path.realpath(resource_root) if resource_root else None
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         # lws sizes its fd table from RLIMIT_NOFILE; keep a few fds for the host.
@@ -783,7 +801,7 @@ class Context:
                 self._accept()
             self._run_ready()
             return False
-        if conn._phase == _CONNECTING:
+        if conn._phase == _CONNECTING and conn._tls is None:
             self._client_connected(conn)
             self._run_ready()
             return conn._phase == _DEAD
@@ -863,6 +881,8 @@ class Context:
                 max_head_size=self.max_head_size,
             )
             conn = Connection(self, sock, peer, core)
+            if self._server_tls is not None:
+                self._tls_start(conn, self._server_tls, server_side=True, hostname=None)
             self._conns[conn.fd] = conn
             self._poll_add(conn.fd, POLLIN)
             if self._call(conn, self.protocols[0], Reason.WSI_CREATE, None) or self._call(
@@ -883,15 +903,115 @@ class Context:
             self._kill(conn, f"read error: {exc.strerror or exc}")
             return
         core = conn.core
+        if conn._tls is not None and n:
+            assert conn._tls_in is not None
+            conn._tls_in.write(self._rview[:n])
+            self._tls_read(conn)
+            return
         if n == 0:
-            if core.closed:
+            if core.closed or conn._tls_hs:
                 # The peer's FIN after the close handshake (RFC 6455 §7.1.1).
-                self._kill(conn, None)
+                self._kill(conn, None if core.closed else "closed during the TLS handshake")
                 return
             core.receive_eof()
         else:
             core.receive_data(self._rview[:n])
         self._drain_events(conn)
+
+    # ------------------------------------------------------------------ TLS
+
+    def _tls_start(
+        self, conn: Connection, ctx: ssl.SSLContext, server_side: bool, hostname: str | None
+    ) -> None:
+        conn._tls_in = ssl.MemoryBIO()
+        conn._tls_out = ssl.MemoryBIO()
+        conn._tls = ctx.wrap_bio(
+            conn._tls_in, conn._tls_out, server_side=server_side, server_hostname=hostname
+        )
+        conn._tls_hs = True
+
+    def _tls_handshake(self, conn: Connection) -> bool:
+        """Advance the TLS handshake; True once it is complete."""
+        tls = conn._tls
+        assert tls is not None
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._tls_pump(conn)
+            return False
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            self._tls_pump(conn)
+            why = f"TLS handshake failed: {describe_ssl_error(exc)}"
+            if conn.core.role is Role.SERVER:
+                logger.log(NOTICE, "%r: %s", conn, why)
+            self._kill(conn, why)
+            return False
+        self._tls_pump(conn)
+        conn._tls_hs = False
+        if conn._tls_selfsigned:
+            der = tls.getpeercert(binary_form=True)
+            if not der or not is_self_signed(der):
+                self._kill(
+                    conn,
+                    "TLS handshake failed: certificate verify failed: "
+                    "unable to get local issuer certificate (and it is not self-signed)",
+                )
+                return False
+        if conn.core.role is Role.CLIENT and conn._phase == _CONNECTING:
+            self._client_send_request(conn)
+        return True
+
+    def _tls_read(self, conn: Connection) -> None:
+        """Decrypt what arrived and feed the plaintext to the core."""
+        tls = conn._tls
+        assert tls is not None
+        if conn._tls_hs and not self._tls_handshake(conn):
+            return
+        core = conn.core
+        budget = _READ_SIZE * 4
+        eof = False
+        while budget > 0 and conn._phase != _DEAD:
+            try:
+                data = tls.read(_READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                eof = True
+                break
+            except ssl.SSLError as exc:
+                self._kill(conn, f"TLS error: {describe_ssl_error(exc)}")
+                return
+            if not data:
+                eof = True
+                break
+            budget -= len(data)
+            core.receive_data(data)
+        if eof:
+            if core.closed:
+                self._kill(conn, None)
+                return
+            core.receive_eof()
+        self._drain_events(conn)
+        if conn._phase != _DEAD and self._tls_has_input(conn):
+            # Plaintext decrypted or records received but not yet read: forced service,
+            # no poll event will come for bytes already off the socket.
+            self._ready.append(conn)
+        if conn._tls_out is not None and conn._tls_out.pending:
+            self._tls_pump(conn)
+
+    @staticmethod
+    def _tls_has_input(conn: Connection) -> bool:
+        tls, bio = conn._tls, conn._tls_in
+        return tls is not None and bio is not None and (tls.pending() > 0 or bio.pending > 0)
+
+    def _tls_pump(self, conn: Connection) -> None:
+        """Move TLS records from the outgoing BIO to the socket."""
+        bio = conn._tls_out
+        if bio is not None and bio.pending:
+            data = bio.read()
+            conn._out.append(data)
+            conn._out_bytes += len(data)
+            self._flush(conn)
 
     def _drain_events(self, conn: Connection) -> None:
         """Deliver every event the core has, including ones that callbacks cause."""
@@ -1144,6 +1264,23 @@ class Context:
             self._kill(conn, f"connect to {addr[0]} port {addr[1]} failed: {os.strerror(err)}")
             return
         info = conn._client_info
+        if info.ssl:
+            settings = info.ssl if isinstance(info.ssl, ClientTLS) else self._client_tls_default
+            settings = settings or ClientTLS()
+            key = id(settings)
+            ctx = self._client_tls_cache.get(key)
+            if ctx is None:
+                ctx = self._client_tls_cache[key] = settings.build()
+            conn._tls_selfsigned = settings.allow_self_signed and not settings.insecure
+            self._tls_start(conn, ctx, server_side=False, hostname=info.host or info.address)
+            self._poll_want(conn.fd, POLLIN)
+            self._tls_handshake(conn)
+            return
+        self._client_send_request(conn)
+
+    def _client_send_request(self, conn: Connection) -> None:
+        info = conn._client_info
+        assert info is not None
         extra: list[tuple[str, str]] = list(info.headers)
         if self._call(conn, conn.protocol, Reason.CLIENT_APPEND_HANDSHAKE_HEADER, extra):
             self._kill(conn, "refused by CLIENT_APPEND_HANDSHAKE_HEADER")
@@ -1187,6 +1324,8 @@ class Context:
         """Move the core's output to the connection and write what the kernel takes."""
         chunks = conn.core.data_to_send()
         if chunks:
+            if conn._tls is not None:
+                chunks = self._tls_encrypt(conn, chunks)
             for c in chunks:
                 conn._out.append(c)
                 conn._out_bytes += len(c)
@@ -1194,6 +1333,28 @@ class Context:
                 self._flush(conn)
         elif conn._out and self._writing is not conn:
             self._flush(conn)
+
+    def _tls_encrypt(self, conn: Connection, chunks: list[bytes]) -> list[bytes]:
+        """Plaintext chunks (b"" = end) to TLS records; close_notify before the end."""
+        tls, bio = conn._tls, conn._tls_out
+        assert tls is not None and bio is not None
+        out: list[bytes] = []
+        for c in chunks:
+            if c:
+                try:
+                    tls.write(c)
+                except ssl.SSLError:
+                    continue  # the connection is failing; the end marker follows
+            else:
+                with contextlib.suppress(ssl.SSLError, OSError):
+                    tls.unwrap()  # queues close_notify; the peer's answer is not awaited
+                if bio.pending:
+                    out.append(bio.read())
+                out.append(b"")
+                return out
+        if bio.pending:
+            out.append(bio.read())
+        return out
 
     def _flush(self, conn: Connection) -> None:
         out = conn._out
@@ -1278,6 +1439,10 @@ class Context:
                     continue
                 if not conn._pending:
                     self._drain_events(conn)
+            if conn._tls is not None and conn._rx_enabled and self._tls_has_input(conn):
+                self._tls_read(conn)
+                if conn._phase == _DEAD:
+                    continue
             if conn._want_writable and not conn._out and conn._known_writable:
                 self._writeable(conn)
             if conn._phase != _DEAD:
