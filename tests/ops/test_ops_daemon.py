@@ -156,16 +156,6 @@ def test_unusable_lock_path(tmp_path: Path, daemons: list[Path], where: str) -> 
     assert "Traceback" not in out.stderr
 
 
-def test_unwritable_lock_file(tmp_path: Path, daemons: list[Path]) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root can write anything")
-    lock = tmp_path / "lock"
-    lock.write_text("")
-    lock.chmod(0o400)
-    out = start(lock, free_port())
-    assert out.returncode != 0 and "lock" in out.stderr and "Traceback" not in out.stderr
-
-
 def test_port_in_use_reported_to_starter(tmp_path: Path, daemons: list[Path]) -> None:
     lock = tmp_path / "lock"
     daemons.append(lock)
