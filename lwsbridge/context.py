@@ -32,6 +32,7 @@ from typing import Any, overload
 from typing import Protocol as TypingProtocol
 
 from lwsbridge.core.connection import WSConnection
+from lwsbridge.core.deflate import PerMessageDeflateFactory
 from lwsbridge.core.errors import LocalProtocolError
 from lwsbridge.core.events import (
     Closed,
@@ -147,6 +148,10 @@ class Protocol:
     user_factory: Callable[[], Any] | None = None
     #: largest message accepted on this protocol (None: the context's limit)
     max_message_size: int | None = None
+    #: permessage-deflate (RFC 7692), off by default: True for the defaults, or a
+    #: configured factory.  Negotiated only when the peer offers (server) or accepts
+    #: (client) it; the message limit applies to the inflated size.
+    deflate: PerMessageDeflateFactory | bool = False
     index: int = field(default=-1, init=False)
 
 
@@ -171,6 +176,13 @@ class ClientConnectInfo:
     ssl: bool | ClientTLS = False
     timeout: float | None = None
     user: Any = None
+
+
+def _deflate_factory(protocol: Protocol) -> PerMessageDeflateFactory | None:
+    d = protocol.deflate
+    if d is True:
+        d = protocol.deflate = PerMessageDeflateFactory()
+    return d or None
 
 
 class PollSink(TypingProtocol):
@@ -624,7 +636,8 @@ class Context:
     def _update_interest(self, conn: Connection) -> None:
         if conn._phase == _DEAD:
             return
-        events = POLLIN if conn._rx_enabled and not conn._pending else 0
+        # No reading while events or inflated data wait: input stays in the kernel.
+        events = POLLIN if conn._rx_enabled and not conn._pending and not conn.core.pending() else 0
         if (
             conn._out
             or conn._file is not None
@@ -1024,6 +1037,9 @@ class Context:
             events = core.events()
         if conn._phase != _DEAD:
             self._queue_output(conn)
+            if core.pending() and conn._rx_enabled:
+                # An extension holds inflated data back: forced service delivers it.
+                self._ready.append(conn)
 
     def _dispatch(self, conn: Connection, events: Iterable[Any]) -> None:
         """Turn core events into callbacks, in order; stop if the connection dies."""
@@ -1108,12 +1124,14 @@ class Context:
         limit = chosen.max_message_size
         if limit is not None:
             conn.core.max_message_size = limit
+        factory = _deflate_factory(chosen)
+        ext = factory.accept(ev.extensions) if factory is not None else None
         self._disarm(conn)
         conn._phase = _WS
         conn._established = True
         # accept() may parse frames already received; hold their events until
         # ESTABLISHED has been delivered.
-        conn.core.accept(subprotocol)
+        conn.core.accept(subprotocol, [ext] if ext is not None else ())
         self._queue_output(conn)
         r = self._call(conn, chosen, Reason.ESTABLISHED, None)
         conn._headers = None
@@ -1294,7 +1312,9 @@ class Context:
             h = f"[{info.address}]" if ":" in info.address else info.address
             host = h if info.port in (80, 443) else f"{h}:{info.port}"
         try:
-            conn.core.initiate(host, info.path, offered, (), info.origin, extra)
+            factory = _deflate_factory(conn.protocol)
+            exts = [factory] if factory is not None else []
+            conn.core.initiate(host, info.path, offered, exts, info.origin, extra)
         except LocalProtocolError as exc:
             self._kill(conn, f"bad request: {exc}")
             return
@@ -1439,6 +1459,11 @@ class Context:
                     continue
                 if not conn._pending:
                     self._drain_events(conn)
+            if conn.core.pending() and conn._rx_enabled and not conn._pending:
+                conn.core.process_pending()
+                self._drain_events(conn)
+                if conn._phase == _DEAD:
+                    continue
             if conn._tls is not None and conn._rx_enabled and self._tls_has_input(conn):
                 self._tls_read(conn)
                 if conn._phase == _DEAD:
@@ -1453,7 +1478,7 @@ class Context:
         if conn._rx_enabled == enable or conn._phase == _DEAD:
             return
         conn._rx_enabled = enable
-        if enable and conn._pending:
+        if enable and (conn._pending or conn.core.pending()):
             self._ready.append(conn)
         self._update_interest(conn)
 

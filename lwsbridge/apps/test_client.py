@@ -23,6 +23,7 @@ from lwsbridge.context import (
     Reason,
     WriteKind,
 )
+from lwsbridge.tls import ClientTLS
 
 __all__ = ["TestClient", "main"]
 
@@ -90,7 +91,7 @@ class TestClient:
 
 
 def build(
-    host: str, port: int, ssl: bool = False, count: int | None = None
+    host: str, port: int, ssl: bool | ClientTLS = False, count: int | None = None
 ) -> tuple[Context, TestClient]:
     app = TestClient(count=count)
     ctx = Context(
@@ -118,7 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("host", help="server address or name")
     parser.add_argument("-p", "--port", type=int, default=7681, help="server port (7681)")
-    parser.add_argument("-s", "--ssl", action="store_true", help="use TLS (wss://)")
+    parser.add_argument("--ssl", action="store_true", help="use TLS (wss://)")
+    parser.add_argument(
+        "-s",
+        "--allow-selfsigned",
+        action="store_true",
+        help="with --ssl: accept a self-signed server certificate (lws -s)",
+    )
+    parser.add_argument(
+        "-k", "--insecure", action="store_true", help="with --ssl: accept any certificate"
+    )
+    parser.add_argument("--ca", default=None, help="with --ssl: CA file to verify against")
     parser.add_argument(
         "-d", "--debug", type=int, default=LLL_ERR | LLL_WARN | LLL_NOTICE, metavar="LEVEL"
     )
@@ -128,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
-        ctx, app = build(args.host, args.port, args.ssl, args.count)
+        tls: bool | ClientTLS = False
+        if args.ssl:
+            tls = ClientTLS(
+                ca_file=args.ca, allow_self_signed=args.allow_selfsigned, insecure=args.insecure
+            )
+        ctx, app = build(args.host, args.port, tls, args.count)
     except Exception as exc:
         print(f"lwsbridge-test-client: {exc}", file=sys.stderr)
         return 1

@@ -56,20 +56,27 @@ def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: A
 
 
 def build_context(
-    port: int, interface: str | None, max_size: int, same_pass: bool = True
+    port: int,
+    interface: str | None,
+    max_size: int,
+    same_pass: bool = True,
+    deflate: bool = True,
+    **options: Any,
 ) -> Context:
+    """The echo server's context (permessage-deflate offered; ``options`` to Context)."""
     return Context(
-        [Protocol("lws-echo", echo_callback, EchoSession)],
+        [Protocol("lws-echo", echo_callback, EchoSession, deflate=deflate)],
         port=port,
         interface=interface,
         any_subprotocol=True,
         max_message_size=max_size,
         writeable_same_pass=same_pass,
+        **options,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import add_common_args, run, setup_logging
+    from lwsbridge.apps.common import add_common_args, context_options, run, setup_logging
 
     parser = argparse.ArgumentParser(
         prog="lwsbridge-test-echo",
@@ -104,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the Autobahn|Testsuite client protocol against a fuzzingserver at URL",
     )
     parser.add_argument("--agent", default="lwsbridge", help="agent name for --autobahn-client")
+    parser.add_argument(
+        "--no-deflate", action="store_true", help="do not negotiate permessage-deflate"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     if args.client or args.autobahn_client:
@@ -113,7 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
             return echo_client.check_echo(args.client, sizes, args.max_size)
         return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size)
-    ctx = build_context(args.port, args.interface, args.max_size, not args.defer_writeable)
+    ctx = build_context(
+        args.port,
+        args.interface,
+        args.max_size,
+        not args.defer_writeable,
+        not args.no_deflate,
+        **context_options(args),
+    )
     return run(ctx, "lwsbridge-test-echo")
 
 

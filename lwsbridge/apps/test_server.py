@@ -16,7 +16,8 @@ from lwsbridge.context import CLOSE, Connection, Context, Protocol, Reason, Writ
 
 __all__ = ["DumbIncrement", "Mirror", "build_context", "main"]
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+# Only this folder is served: never the package's own source files.
+WWW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "www")
 INTERVAL = 0.05  # the lws test server's 50 ms
 DEFAULT_LOCK = "/tmp/.lwsbridge-test-server-lock"  # lws: /tmp/.lwsts-lock
 
@@ -120,20 +121,30 @@ class Mirror:
 
 
 def build_context(
-    port: int = 7681, interface: str | None = None, resource_path: str | None = None
+    port: int = 7681,
+    interface: str | None = None,
+    resource_path: str | None = None,
+    **options: Any,
 ) -> Context:
+    """The test server's context; ``options`` go to :class:`Context` (tls, ping_interval...).
+
+    permessage-deflate is on for lws-mirror-protocol only: the libwebsockets test
+    client offers it but fails on a compressed dumb-increment-protocol socket.
+    """
     mirror = Mirror()
-    mirror.protocol = Protocol("lws-mirror-protocol", mirror.callback, Mirror.Session)
+    mirror.protocol = Protocol("lws-mirror-protocol", mirror.callback, Mirror.Session, deflate=True)
     protocols = [
         Protocol("http-only", http_callback),
         Protocol("dumb-increment-protocol", DumbIncrement.callback, DumbIncrement),
         mirror.protocol,
     ]
-    return Context(protocols, port=port, interface=interface, resource_root=resource_path or _HERE)
+    return Context(
+        protocols, port=port, interface=interface, resource_root=resource_path or WWW, **options
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import add_common_args, run, setup_logging
+    from lwsbridge.apps.common import add_common_args, context_options, run, setup_logging
 
     parser = argparse.ArgumentParser(
         prog="lwsbridge-test-server",
@@ -163,14 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemonize:
         return _main_daemon(args)
     setup_logging(args.debug)
-    ctx = build_context(args.port, args.interface, args.resource_path)
+    ctx = build_context(args.port, args.interface, args.resource_path, **context_options(args))
     return run(ctx, "lwsbridge-test-server")
 
 
 def _main_daemon(args: argparse.Namespace) -> int:
     import syslog
 
-    from lwsbridge.apps.common import run, setup_logging
+    from lwsbridge.apps.common import context_options, run, setup_logging
     from lwsbridge.daemon import daemonize
     from lwsbridge.log import emit_syslog, lwsl_err
 
@@ -178,7 +189,7 @@ def _main_daemon(args: argparse.Namespace) -> int:
     syslog.openlog("lwsbridge-test-server", syslog.LOG_PID, syslog.LOG_DAEMON)
     setup_logging(args.debug, emit_syslog)
     try:
-        ctx = build_context(args.port, args.interface, args.resource_path)
+        ctx = build_context(args.port, args.interface, args.resource_path, **context_options(args))
     except Exception as exc:
         lwsl_err("cannot start: %s", exc)
         handle.fail(f"cannot start: {exc}")
