@@ -634,14 +634,18 @@ class Context:
                 self._sink.change_fd(fd, events)
 
     def _update_interest(self, conn: Connection) -> None:
-        if conn._phase == _DEAD:
-            return
+        if conn._phase == _DEAD or conn._phase == _CONNECTING:
+            return  # a client still connecting watches POLLOUT for the connect itself
         # No reading while events or inflated data wait: input stays in the kernel.
         events = POLLIN if conn._rx_enabled and not conn._pending and not conn.core.pending() else 0
         if (
             conn._out
             or conn._file is not None
-            or (conn._want_writable and not (conn._known_writable and self.writeable_same_pass))
+            or (
+                conn._want_writable
+                and (conn._established or not conn._client_info)
+                and not (conn._known_writable and self.writeable_same_pass)
+            )
         ):
             events |= POLLOUT
         self._poll_want(conn.fd, events)
@@ -745,6 +749,8 @@ class Context:
         conn._want_writable = True
         if self._writing is conn:
             return  # asked from its own WRITEABLE: the delivery loop picks it up
+        if conn._client_info is not None and not conn._established:
+            return  # kept for after CLIENT_ESTABLISHED
         if conn._known_writable and not conn._out and self.writeable_same_pass:
             self._ready.append(conn)
         else:
@@ -897,7 +903,17 @@ class Context:
             if self._server_tls is not None:
                 self._tls_start(conn, self._server_tls, server_side=True, hostname=None)
             self._conns[conn.fd] = conn
-            self._poll_add(conn.fd, POLLIN)
+            try:
+                self._poll_add(conn.fd, POLLIN)
+            except Exception:
+                # The host's loop refused the fd (e.g. select() and fd >= 1024).
+                logger.exception("poll sink refused fd %d; dropping %r", conn.fd, conn)
+                self._conns.pop(conn.fd, None)
+                if conn.fd in self._pollset:
+                    self._pollset.remove(conn.fd)
+                conn._phase = _DEAD
+                sock.close()
+                continue
             if self._call(conn, self.protocols[0], Reason.WSI_CREATE, None) or self._call(
                 conn, self.protocols[0], Reason.SERVER_NEW_CLIENT_INSTANTIATED, None
             ):
@@ -1335,7 +1351,10 @@ class Context:
         conn._headers = None
         if r:
             self._close_gracefully(conn)
-        elif self.ping_interval and conn._phase == _WS:
+            return
+        if conn._want_writable:
+            self._ready.append(conn)  # asked for before the connection was established
+        if self.ping_interval and conn._phase == _WS:
             self._schedule(conn, _T_PING, self.ping_interval)
 
     # ------------------------------------------------------------------ writing
@@ -1443,6 +1462,11 @@ class Context:
                 return
         if conn._out and conn._phase != _DEAD:
             self._flush(conn)
+        if n >= limit and conn._want_writable and not conn._out and conn._phase != _DEAD:
+            if self.writeable_same_pass:
+                self._ready.append(conn)  # fairness cap reached: carry on next pass
+            else:
+                self._update_interest(conn)
 
     def _run_ready(self) -> None:
         """Forced service: WRITEABLE for writable sockets, held events after rx resumes."""

@@ -322,11 +322,6 @@ def test_http_request_served(adapter, contexts, workers) -> None:
     assert b"<html" in workers.results[0].lower()
 
 
-@pytest.mark.xfail(
-    reason="context bug: after 64 WRITEABLEs in one pass (_MAX_WRITEABLE_PER_PASS) with "
-    "the socket still writable, the pending WRITEABLE is neither re-queued nor POLLOUT-armed",
-    strict=False,
-)
 def test_context_writeable_burst_not_lost(contexts, workers) -> None:
     """A protocol that asks again from every WRITEABLE must get all of them."""
     from adapterkit import ArrayDriver

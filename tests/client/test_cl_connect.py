@@ -92,13 +92,6 @@ def test_connect_returns_at_once_usable_after_established(
     assert rec.count(conn, Reason.CLIENT_CONNECTION_ERROR) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: callback_on_writable() before CLIENT_ESTABLISHED on a connection whose "
-    "name is being resolved: the next service() raises KeyError: -1 (PollSet.want), or, "
-    "when the name was resolved first, the poll interest loses POLLOUT and the connect "
-    "hangs until the connect timeout",
-)
 def test_callback_on_writable_while_resolving(make_ctx: Any, test_server: Any) -> None:
     rec = Recorder()
     ctx = make_ctx([Protocol("dumb-increment-protocol", rec.callback)])
