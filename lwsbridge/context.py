@@ -178,6 +178,13 @@ class ClientConnectInfo:
     user: Any = None
 
 
+def _count_open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own fd
+    except OSError:
+        return 3  # stdin, stdout, stderr
+
+
 def _deflate_factory(protocol: Protocol) -> PerMessageDeflateFactory | None:
     d = protocol.deflate
     if d is True:
@@ -482,6 +489,16 @@ class Context:
     ``max_message_size`` (default 1 MiB) bounds a received message; ``max_head_size``
     an HTTP head.  ``any_subprotocol``: accept a subprotocol nobody declared, on
     protocol 0 (for echo servers).  ``resource_root``: where serve_file looks.
+    Timeouts (seconds): ``handshake_timeout`` (default 5) from accept until the request
+    head -- and the WebSocket handshake -- is complete, which also ends slowloris
+    clients; ``keepalive_timeout`` (5) for an idle HTTP keep-alive connection;
+    ``close_timeout`` (5) for a close handshake the peer never answers;
+    ``connect_timeout`` (5) for a client until CLIENT_ESTABLISHED; ``ping_interval``
+    (None: off) sends pings and ``pong_timeout`` (default the interval) drops a peer
+    that does not answer.  ``ka_time`` / ``ka_probes`` / ``ka_interval``: TCP
+    keepalive on every socket (lws's names; 0 = off).  ``max_connections`` lowers the
+    limit lws-style derived from RLIMIT_NOFILE; beyond it, connections get a 503 and
+    are closed.
     ``writeable_same_pass``: a WRITEABLE asked for while the socket is known to be
     writable is delivered in the same service pass, saving a poll round and two
     SET/CLEAR_MODE changes (benchmarks/README.md has the measurement).
@@ -496,7 +513,7 @@ class Context:
         poll_sink: PollSink | None = None,
         max_message_size: int = 1 << 20,
         max_head_size: int = 8192,
-        handshake_timeout: float = 10.0,
+        handshake_timeout: float = 5.0,
         close_timeout: float = 5.0,
         keepalive_timeout: float = 5.0,
         any_subprotocol: bool = False,
@@ -506,6 +523,10 @@ class Context:
         connect_timeout: float = 5.0,
         writeable_same_pass: bool = True,
         ping_interval: float | None = None,
+        pong_timeout: float | None = None,
+        ka_time: int = 0,
+        ka_probes: int = 0,
+        ka_interval: int = 0,
         tls: ServerTLS | None = None,
         client_tls: ClientTLS | None = None,
     ) -> None:
@@ -530,15 +551,36 @@ class Context:
         self.writeable_same_pass = writeable_same_pass
         #: seconds between keepalive pings on idle-or-not WebSockets; None: no pings
         self.ping_interval = ping_interval
+        #: seconds a pong may take before the peer is dropped (default: ping_interval)
+        self.pong_timeout = pong_timeout if pong_timeout is not None else ping_interval
+        #: TCP keepalive (lws ka_time / ka_probes / ka_interval); 0 = off
+        self.ka_time, self.ka_probes, self.ka_interval = ka_time, ka_probes, ka_interval
+        self._ka_warned = False
+        self._refused_burst = 0
         #: TLS for accepted connections (every one, as an lws vhost with SSL)
         self._server_tls = tls.build() if tls is not None else None
         self._client_tls_default = client_tls
         self._client_tls_cache: dict[int, ssl.SSLContext] = {}
         self.resource_root = os.path.realpath(resource_root) if resource_root else None
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        # lws sizes its fd table from RLIMIT_NOFILE; keep a few fds for the host.
-        limit = soft - 16 if soft != resource.RLIM_INFINITY else 1 << 16
-        self.max_connections = max(1, min(max_connections or limit, limit))
+        # lws sizes its fd table from RLIMIT_NOFILE, less the fds already open (and a
+        # few for the host and for the context's own pipe, listener and spare fd).
+        in_use = _count_open_fds()
+        limit = (soft if soft != resource.RLIM_INFINITY else 1 << 20) - in_use - 8
+        if limit < 1:
+            raise ValueError(
+                f"RLIMIT_NOFILE soft limit {soft} leaves no room for connections "
+                f"({in_use} fds already open); raise it with 'ulimit -n'"
+            )
+        self.max_connections = min(max_connections or limit, limit)
+        logger.log(
+            NOTICE,
+            "connection limit %d (RLIMIT_NOFILE %s, %d fds in use%s)",
+            self.max_connections,
+            soft,
+            in_use,
+            ", lowered by max_connections" if self.max_connections < limit else "",
+        )
         self._pollset = PollSet()
         self._conns: dict[int, Connection] = {}
         self._ready: deque[Connection] = deque()
@@ -879,14 +921,12 @@ class Context:
                 logger.warning("accept failed: %s", exc)
                 return
             if len(self._conns) >= self.max_connections:
-                logger.log(
-                    25,
-                    "refused connection from %s: %d connections is the limit",
-                    peer,
-                    self.max_connections,
-                )
-                sock.close()
+                self._refuse_over_limit(sock, peer)
                 continue
+            if self._refused_burst:
+                logger.log(NOTICE, "accepting again after refusing %d", self._refused_burst)
+                self._refused_burst = 0
+            self._keepalive(sock)
             if self._call(None, self.protocols[0], Reason.FILTER_NETWORK_CONNECTION, peer):
                 logger.info("connection from %s refused by FILTER_NETWORK_CONNECTION", peer)
                 sock.close()
@@ -920,6 +960,48 @@ class Context:
                 self._kill(conn, "refused at creation")
                 continue
             self._arm(conn, self.handshake_timeout)
+
+    _BUSY_BODY = b"server at its connection limit\n"
+    _BUSY = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+    )
+
+    def _refuse_over_limit(self, sock: socket.socket, peer: Any) -> None:
+        """At the connection limit: say 503 if the socket takes it at once, and close."""
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            sock.send(self._BUSY)
+        sock.close()
+        if not self._refused_burst:
+            logger.log(
+                NOTICE,
+                "at the limit of %d connections: refusing new ones (first: %s)",
+                self.max_connections,
+                peer,
+            )
+        self._refused_burst += 1
+
+    def _keepalive(self, sock: socket.socket) -> None:
+        """TCP keepalive as lws sets it (SO_KEEPALIVE + idle / interval / probes)."""
+        if not self.ka_time:
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        opts = [
+            ("TCP_KEEPIDLE", self.ka_time),
+            ("TCP_KEEPINTVL", self.ka_interval),
+            ("TCP_KEEPCNT", self.ka_probes),
+        ]
+        for name, value in opts:
+            const = getattr(socket, name, None)
+            if const is None:
+                # As lws on BSD: only SO_KEEPALIVE, the system's timings apply.
+                if not self._ka_warned:
+                    self._ka_warned = True
+                    logger.log(NOTICE, "TCP keepalive: %s not available here; system timing", name)
+                continue
+            if value:
+                sock.setsockopt(socket.IPPROTO_TCP, const, value)
 
     def _read(self, conn: Connection) -> None:
         sock = conn.sock
@@ -1080,7 +1162,9 @@ class Context:
             if r:
                 self._close_gracefully(conn)
         elif t is Pong:
-            conn._awaiting_pong = False
+            if conn._awaiting_pong:
+                conn._awaiting_pong = False
+                self._schedule(conn, _T_PING, self.ping_interval)
             reason = (
                 Reason.RECEIVE_PONG if conn.core.role is Role.SERVER else Reason.CLIENT_RECEIVE_PONG
             )
@@ -1280,6 +1364,7 @@ class Context:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._keepalive(sock)
         err = sock.connect_ex(addr)
         conn.sock = sock
         conn.fd = sock.fileno()
@@ -1549,14 +1634,14 @@ class Context:
         if conn._phase != _WS or conn.core.state is not State.OPEN:
             return
         if conn._awaiting_pong:
-            logger.log(NOTICE, "%r: no pong within %.1f s; dropping it", conn, self.ping_interval)
+            logger.log(NOTICE, "%r: no pong within %.1f s; dropping it", conn, self.pong_timeout)
             self._kill(conn, "no pong")
             return
         conn._awaiting_pong = True
         conn.core.send_ping(b"")
         self._queue_output(conn)
         if conn._phase != _DEAD:
-            self._schedule(conn, _T_PING, self.ping_interval)
+            self._schedule(conn, _T_PING, self.pong_timeout)
 
     # ------------------------------------------------------------------ closing
 
