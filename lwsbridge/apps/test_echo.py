@@ -123,14 +123,17 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
             return echo_client.check_echo(args.client, sizes, args.max_size)
         return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size)
-    ctx = build_context(
-        args.port,
-        args.interface,
-        args.max_size,
-        not args.defer_writeable,
-        not args.no_deflate,
-        **context_options(args),
-    )
+    try:
+        ctx = build_context(
+            args.port,
+            args.interface,
+            args.max_size,
+            not args.defer_writeable,
+            not args.no_deflate,
+            **context_options(args),
+        )
+    except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
+        parser.exit(1, f"{parser.prog}: {exc}\n")
     return run(ctx, "lwsbridge-test-echo")
 
 

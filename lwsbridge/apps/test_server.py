@@ -174,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemonize:
         return _main_daemon(args)
     setup_logging(args.debug)
-    ctx = build_context(args.port, args.interface, args.resource_path, **context_options(args))
+    try:
+        ctx = build_context(args.port, args.interface, args.resource_path, **context_options(args))
+    except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
+        parser.exit(1, f"{parser.prog}: {exc}\n")
     return run(ctx, "lwsbridge-test-server")
 
 
