@@ -731,14 +731,22 @@ class Context:
             fd, rev = pollfd, revents
             if fd not in self._pollset:
                 return rev
-            self._service(fd, rev)
+            self._service_guarded(fd, rev)
             return 0
         fd = pollfd.fd
         if fd not in self._pollset:
             return False
         rev = pollfd.revents
         pollfd.revents = 0
-        return self._service(fd, rev)
+        return self._service_guarded(fd, rev)
+
+    def _service_guarded(self, fd: int, revents: int) -> bool:
+        """A bug of ours must not reach the host's loop: it costs one connection only."""
+        try:
+            return self._service(fd, revents)
+        except Exception:
+            self._internal_error(self._conns.get(fd), f"servicing fd {fd}")
+            return True
 
     def next_timeout(self) -> int | None:
         """Milliseconds until the context needs :meth:`service_pending`; 0 = now; None = never.
@@ -765,8 +773,20 @@ class Context:
             _deadline, _seq, kind, gen, conn = heapq.heappop(timers)
             if gen == conn._gens[kind] and conn._phase != _DEAD:
                 conn._gens[kind] += 1
-                self._timer_fired(conn, kind)
-        self._run_ready()
+                try:
+                    self._timer_fired(conn, kind)
+                except Exception:
+                    self._internal_error(conn, "a timer")
+        try:
+            self._run_ready()
+        except Exception:
+            self._internal_error(None, "forced service")
+
+    def _internal_error(self, conn: Connection | None, where: str) -> None:
+        logger.exception("lwsbridge internal error in %s; closing %r", where, conn)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self._kill(conn, "internal error")
 
     def service(self, timeout_ms: int | None = 1000) -> None:
         """One round of the built-in ``selectors`` loop (lws ``lws_service``)."""

@@ -46,6 +46,11 @@ class ServerTLS:
     require_client_cert: bool = False
     sni_callback: Callable[[Any, str | None, ssl.SSLContext], int | None] | None = None
     max_version: ssl.TLSVersion | None = None
+    #: TLS 1.3 session tickets sent after each handshake (OpenSSL's default is 2).
+    #: 0 by default: WebSocket clients rarely resume, each ticket costs an encryption
+    #: and a record per connection, and a ticket arriving while a threaded client
+    #: (websockets' sync client) sends its request can make it lose that write.
+    session_tickets: int = 0
 
     def build(self) -> ssl.SSLContext:
         if self.context is not None:
@@ -54,6 +59,7 @@ class ServerTLS:
             raise ValueError("a TLS server needs cert_file (and key_file) or an SSLContext")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_file, self.key_file)
+        ctx.num_tickets = self.session_tickets
         if self.cipher_list:
             ctx.set_ciphers(self.cipher_list)
         if self.max_version is not None:

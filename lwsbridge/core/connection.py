@@ -63,6 +63,22 @@ _EOF = b""
 _WS_STATES = (State.OPEN, State.LOCAL_CLOSING)
 
 
+# RFC 9110 §5.6.2 tchar: what a request line's method must start with.
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _check_request_start(data: bytearray) -> None:
+    """Reject at the first byte what cannot be an HTTP request (not at the timeout)."""
+    for b in data[:3]:
+        if b in (0x0D, 0x0A):
+            continue  # RFC 9112 §2.2: empty lines before the request line are allowed
+        if b == 0x16:
+            raise RemoteProtocolError("TLS handshake on a plain (non-TLS) port", status=400)
+        if b not in _TCHAR:
+            raise RemoteProtocolError(f"not an HTTP request (first byte {b:#04x})", status=400)
+        return
+
+
 class WSConnection:
     """A WebSocket connection in the ``SERVER`` or ``CLIENT`` role (lws: one ``wsi``).
 
@@ -267,6 +283,7 @@ class WSConnection:
                 raise RemoteProtocolError(
                     f"request head larger than {self.max_head_size} bytes", status=431
                 )
+            _check_request_start(buf.data)
             return
         if end > self.max_head_size:
             raise RemoteProtocolError(
@@ -444,6 +461,10 @@ class WSConnection:
         if end < 0:
             if len(buf) > self.max_head_size:
                 raise RemoteProtocolError(f"response head larger than {self.max_head_size} bytes")
+            # Fail at once on a peer that is not speaking HTTP, not at the timeout.
+            start = bytes(buf.data[:5])
+            if not b"HTTP/".startswith(start):
+                raise RemoteProtocolError(f"response does not start with HTTP/: {start!r}")
             return
         if end > self.max_head_size:
             raise RemoteProtocolError(f"response head larger than {self.max_head_size} bytes")

@@ -726,3 +726,42 @@ def test_pending_and_properties() -> None:
     assert conn.request_headers is not None
     assert conn.request_headers.get("host") == b"server.example.com"
     assert conn.role is Role.SERVER and not conn.closed
+
+
+@pytest.mark.parametrize(
+    ("first", "needle"),
+    [(b"\x16\x03\x01\x02\x00", "TLS handshake on a plain"), (b"\x00\x01garbage", "not an HTTP")],
+)
+def test_server_rejects_non_http_at_the_first_byte(first: bytes, needle: str) -> None:
+    # No need to wait for a blank line or the timeout: the request line cannot start so.
+    conn = WSConnection(Role.SERVER)
+    conn.receive_data(first)
+    out = b"".join(conn.data_to_send())
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert needle in out.decode("latin-1")
+    assert conn.state is State.CLOSED
+
+
+def test_server_allows_leading_empty_lines_before_the_request_line() -> None:
+    conn = WSConnection(Role.SERVER)
+    conn.receive_data(b"\r\nGE")
+    assert conn.state is State.HTTP_HEAD
+    assert conn.data_to_send() == []
+
+
+@pytest.mark.parametrize("first", [b"SSH-2.0-OpenSSH\r\n", b"\x15\x03\x03", b"HTTX"])
+def test_client_fails_at_once_on_a_non_http_response(first: bytes) -> None:
+    conn = WSConnection(Role.CLIENT)
+    conn.initiate("example.com", "/")
+    conn.data_to_send()
+    conn.receive_data(first)
+    assert conn.state is State.CLOSED
+    assert any(type(e).__name__ == "HandshakeFailed" for e in conn.events())
+
+
+def test_client_waits_on_a_partial_status_line() -> None:
+    conn = WSConnection(Role.CLIENT)
+    conn.initiate("example.com", "/")
+    conn.data_to_send()
+    conn.receive_data(b"HTT")
+    assert conn.state is State.HTTP_HEAD

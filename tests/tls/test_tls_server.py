@@ -101,7 +101,8 @@ def test_default_cipher_list_negotiates_tls13(serve, certs) -> None:
 
 
 def test_stalled_handshakes_are_dropped_while_others_are_served(serve, certs) -> None:
-    srv = echo_server(serve, ServerTLS(certs.cert, certs.key), handshake_timeout=0.3)
+    # 1 s leaves the good clients' handshakes room on a loaded machine.
+    srv = echo_server(serve, ServerTLS(certs.cert, certs.key), handshake_timeout=1.0)
     # A real ClientHello, cut in half.
     bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = client_ctx(certs).wrap_bio(bio_in, bio_out, server_hostname=HOST)
@@ -115,7 +116,7 @@ def test_stalled_handshakes_are_dropped_while_others_are_served(serve, certs) ->
     t0 = time.monotonic()
     # other TLS clients are served meanwhile
     served = 0
-    while time.monotonic() - t0 < 0.25:
+    while time.monotonic() - t0 < 0.6:
         wss_echo(srv.port, certs, "meanwhile")
         served += 1
     assert served >= 1
@@ -126,7 +127,7 @@ def test_stalled_handshakes_are_dropped_while_others_are_served(serve, certs) ->
             data = b""
         assert data == b"", data  # closed by the server: EOF, no alert for a half hello
     dt = time.monotonic() - t0
-    assert 0.25 <= dt < 2.0, dt
+    assert 0.9 <= dt < 3.0, dt
     silent.close()
     half.close()
     wss_echo(srv.port, certs, "after")
@@ -305,13 +306,13 @@ def _tls_hello_on_plain_port(serve, certs) -> float:
 
 
 def test_tls_on_plain_port(serve, certs, caplog: pytest.LogCaptureFixture) -> None:
-    """The hello never completes an HTTP head: dropped at the handshake timeout."""
+    """A ClientHello is refused at its first byte, not at the handshake timeout."""
     caplog.set_level(logging.DEBUG, logger="lwsbridge")
     dt = _tls_hello_on_plain_port(serve, certs)
     assert dt < 2.0, dt
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        if any("timed out waiting for the request" in r.getMessage() for r in caplog.records):
+        if any("TLS handshake on a plain" in r.getMessage() for r in caplog.records):
             break
         time.sleep(0.02)
     else:
@@ -319,11 +320,6 @@ def test_tls_on_plain_port(serve, certs, caplog: pytest.LogCaptureFixture) -> No
     _no_traceback(caplog)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lwsbridge bug: TLS on a plain port is only logged at DEBUG "
-    "('timed out waiting for the request'), no NOTICE line",
-)
 def test_tls_on_plain_port_logs_notice(serve, certs, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(NOTICE, logger="lwsbridge")
     _tls_hello_on_plain_port(serve, certs)
@@ -349,3 +345,8 @@ def test_server_survives_many_failed_handshakes(serve, certs) -> None:
     for t in threads:
         t.join(10)
     wss_echo(srv.port, certs, n=3)
+
+
+def test_session_tickets_off_by_default_and_configurable(certs) -> None:
+    assert ServerTLS(certs.cert, certs.key).build().num_tickets == 0
+    assert ServerTLS(certs.cert, certs.key, session_tickets=2).build().num_tickets == 2
