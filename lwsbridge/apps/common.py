@@ -1,17 +1,32 @@
-"""What the test apps share: logging setup from an lws ``-d`` bitfield and the run loop."""
+"""What the test apps share: logging setup from an lws ``-d`` bitfield and the run loop.
+
+``--loop NAME`` (:func:`add_loop_arg`) runs the context on one of
+:data:`lwsbridge.adapters.LOOPS` through :func:`lwsbridge.adapters.run` instead of the
+built-in ``context.service`` loop; SIGINT/SIGTERM end either cleanly (exit 0).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from lwsbridge.context import Context
 from lwsbridge.log import LLL_ERR, LLL_NOTICE, LLL_WARN, NOTICE, Emitter, set_log_level
 
-__all__ = ["add_common_args", "run", "setup_logging"]
+__all__ = [
+    "StopEvent",
+    "add_common_args",
+    "add_loop_arg",
+    "context_options",
+    "run",
+    "serve",
+    "setup_logging",
+]
 
 
 def setup_logging(levels: int, emit: Emitter | None = None) -> None:
@@ -20,6 +35,20 @@ def setup_logging(levels: int, emit: Emitter | None = None) -> None:
     See :mod:`lwsbridge.log`.
     """
     set_log_level(levels, emit)
+
+
+def add_loop_arg(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--loop NAME``: serve on that adapter instead of the built-in loop."""
+    from lwsbridge.adapters import LOOPS
+
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=None,
+        metavar="|".join(LOOPS),
+        help="run the context on this event-loop adapter (lwsbridge.adapters) instead of "
+        "the built-in loop (context.service)" + note,
+    )
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +73,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cipher-list", default=None, help="OpenSSL cipher list for --ssl (lws ssl_cipher_list)"
     )
+    add_loop_arg(parser)
     parser.add_argument(
         "--ping-interval",
         type=float,
@@ -66,20 +96,61 @@ def context_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+class StopEvent(threading.Event):
+    """A ``threading.Event`` that also counts as set once ``until()`` is true.
+
+    :func:`lwsbridge.adapters.run` looks at its stop event every 100 ms, so an app can
+    end its adapter loop on a condition of its own (the test client's ``--count``).
+    """
+
+    def __init__(self, until: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self._until = until
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._until is not None and bool(self._until()))
 
 
-def run(context: Context, banner: str) -> int:
-    """Service ``context`` on its built-in loop until SIGINT/SIGTERM."""
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    logging.getLogger("lwsbridge").log(NOTICE, "%s on port %s", banner, context.port)
+def serve(
+    context: Context,
+    loop: str | None,
+    until: Callable[[], object] | None = None,
+    poll_ms: int = 1000,
+) -> None:
+    """Service ``context`` until ``until()`` (None: for ever) or SIGINT/SIGTERM.
+
+    ``loop`` None: the built-in loop (``context.service``); else the named adapter
+    through :func:`lwsbridge.adapters.run`.  The signals only set a flag, so every loop
+    (gevent's hub, trio, asyncio included) winds down its own way and detaches; the
+    adapter notices within 100 ms.  The previous handlers are restored on return.
+    Destroying the context is the caller's business.
+    """
+    stop = StopEvent(until)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        context.cancel_service()  # wakes a wait on the context's fds at once
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while True:
-            context.service(1000)
-    except SystemExit:
-        pass
+        if loop is None:
+            while not stop.is_set():
+                context.service(poll_ms)
+        else:
+            from lwsbridge.adapters import run as run_on
+
+            run_on(context, loop, stop)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def run(context: Context, banner: str, loop: str | None = None) -> int:
+    """Service ``context`` on the built-in loop (or adapter ``loop``) until SIGINT/SIGTERM."""
+    where = f" ({loop} loop)" if loop else ""
+    logging.getLogger("lwsbridge").log(NOTICE, "%s on port %s%s", banner, context.port, where)
+    try:
+        serve(context, loop)
     finally:
         context.destroy()
     return 0

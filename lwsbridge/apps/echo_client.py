@@ -24,7 +24,14 @@ def parse_ws_url(url: str) -> tuple[str, int, str, bool]:
     return u.hostname, port, path, tls
 
 
-def _run(ctx: Context, until: Any, deadline: float) -> bool:
+def _run(ctx: Context, until: Any, deadline: float, loop: str | None = None) -> bool:
+    """Service ``ctx`` until ``until()``; False at ``deadline``.  ``loop``: an adapter."""
+    if loop is not None:
+        from lwsbridge.adapters import run as run_on
+        from lwsbridge.apps.common import StopEvent
+
+        run_on(ctx, loop, StopEvent(lambda: until() or time.monotonic() > deadline))
+        return bool(until())
     while not until():
         if time.monotonic() > deadline:
             return False
@@ -32,7 +39,9 @@ def _run(ctx: Context, until: Any, deadline: float) -> bool:
     return True
 
 
-def check_echo(url: str, sizes: list[int], max_size: int = 64 << 20) -> int:
+def check_echo(
+    url: str, sizes: list[int], max_size: int = 64 << 20, loop: str | None = None
+) -> int:
     """Send text and binary messages of each size; 0 if every echo matched."""
     host, port, path, tls = parse_ws_url(url)
     todo: list[tuple[bytes, bool]] = []
@@ -79,7 +88,7 @@ def check_echo(url: str, sizes: list[int], max_size: int = 64 << 20) -> int:
     ctx = Context([Protocol("echo-client", cb)], port=None, max_message_size=max_size)
     try:
         ctx.client_connect(ClientConnectInfo(host, port, path, ssl=tls))
-        finished = _run(ctx, lambda: state["closed"] or state["error"], time.monotonic() + 60)
+        finished = _run(ctx, lambda: state["closed"] or state["error"], time.monotonic() + 60, loop)
     finally:
         ctx.destroy()
     for n, binary, got in state["bad"]:
@@ -92,7 +101,7 @@ def check_echo(url: str, sizes: list[int], max_size: int = 64 << 20) -> int:
     return 0 if finished and state["ok"] == len(todo) else 1
 
 
-def autobahn(url: str, agent: str, max_size: int = 64 << 20) -> int:
+def autobahn(url: str, agent: str, max_size: int = 64 << 20, loop: str | None = None) -> int:
     """The Autobahn|Testsuite testee client: getCaseCount, runCase each, updateReports."""
     base = url.rstrip("/")
     host, port, _path, tls = parse_ws_url(base)
@@ -114,7 +123,7 @@ def autobahn(url: str, agent: str, max_size: int = 64 << 20) -> int:
         return echo_callback(conn, reason, user, payload)
 
     ctx = Context(
-        [Protocol("count", counter), Protocol("echo", echo, EchoSession)],
+        [Protocol("count", counter), Protocol("echo", echo, EchoSession, deflate=True)],
         port=None,
         max_message_size=max_size,
     )
@@ -126,7 +135,7 @@ def autobahn(url: str, agent: str, max_size: int = 64 << 20) -> int:
                 host, port, f"{prefix}{path}", ssl=tls, protocol=protocol, subprotocols=()
             )
         )
-        return _run(ctx, lambda: bool(done), time.monotonic() + limit)
+        return _run(ctx, lambda: bool(done), time.monotonic() + limit, loop)
 
     try:
         one("/getCaseCount", "count", 30)

@@ -109,7 +109,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import setup_logging
+    from lwsbridge.apps.common import add_loop_arg, serve, setup_logging
     from lwsbridge.log import LLL_ERR, LLL_NOTICE, LLL_WARN
 
     parser = argparse.ArgumentParser(
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-n", "--count", type=int, default=None, help="exit 0 after this many numbers"
     )
+    add_loop_arg(parser)
     args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
@@ -149,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lwsbridge-test-client: {exc}", file=sys.stderr)
         return 1
     try:
-        while not app.done:
-            ctx.service(100)
-    except KeyboardInterrupt:
-        pass
+        serve(ctx, args.loop, lambda: app.done, 100)  # until --count, an error, or a signal
     finally:
         ctx.destroy()
     print(

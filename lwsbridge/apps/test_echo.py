@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.client:
             sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-            return echo_client.check_echo(args.client, sizes, args.max_size)
-        return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size)
+            return echo_client.check_echo(args.client, sizes, args.max_size, args.loop)
+        return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size, args.loop)
     try:
         ctx = build_context(
             args.port,
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
         parser.exit(1, f"{parser.prog}: {exc}\n")
-    return run(ctx, "lwsbridge-test-echo")
+    return run(ctx, "lwsbridge-test-echo", args.loop)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = build_context(args.port, args.interface, args.resource_path, **context_options(args))
     except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
         parser.exit(1, f"{parser.prog}: {exc}\n")
-    return run(ctx, "lwsbridge-test-server")
+    return run(ctx, "lwsbridge-test-server", args.loop)
 
 
 def _main_daemon(args: argparse.Namespace) -> int:
@@ -199,7 +199,7 @@ def _main_daemon(args: argparse.Namespace) -> int:
         return 1
     handle.ready()
     try:
-        return run(ctx, "lwsbridge-test-server")
+        return run(ctx, "lwsbridge-test-server", args.loop)
     finally:
         syslog.closelog()
 

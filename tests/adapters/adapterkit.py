@@ -13,6 +13,8 @@ import importlib.util
 import os
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -304,3 +306,121 @@ class RawWS:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# ---------------------------------------------------------------------------- app processes
+
+#: the Python module each loop needs (None: the standard library)
+LOOP_MODULES: dict[str, str | None] = {
+    "select": None,
+    "poll": None,
+    "epoll": None,
+    "zmq": "zmq",
+    "gevent": "gevent",
+    "trio": "trio",
+    "asyncio": None,
+}
+
+
+def need_loop(loop: str) -> None:
+    module = LOOP_MODULES[loop]
+    if module is not None and not have(module):
+        pytest.skip(f"{module} is not installed")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class AppProcesses:
+    """``lwsbridge.apps.*`` subprocesses (``sys.executable -m``), stopped by PID at the end."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._out: dict[int, bytearray] = {}
+
+    def start(self, app: str, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"lwsbridge.apps.{app}", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        os.set_blocking(proc.stdout.fileno(), False)  # type: ignore[union-attr]
+        self.procs.append(proc)
+        self._out[proc.pid] = bytearray()
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        buf = self._out[proc.pid]
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(65536):
+                buf += chunk
+        except (BlockingIOError, ValueError):
+            pass
+        return buf.decode(errors="replace")
+
+    def wait_output(self, proc: subprocess.Popen[bytes], needle: bytes, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle.decode() in self.output(proc):
+                return True
+            if proc.poll() is not None:
+                return needle.decode() in self.output(proc)
+            time.sleep(0.02)
+        return False
+
+    def start_server(self, app: str, *args: str, timeout: float = 15.0) -> int:
+        """Start ``app -p PORT -i 127.0.0.1 *args`` on a free port; return once it accepts."""
+        for _attempt in range(3):
+            port = free_port()
+            proc = self.start(app, "-p", str(port), "-i", HOST, *args)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    with socket.create_connection((HOST, port), timeout=0.5):
+                        return port
+                except OSError:
+                    time.sleep(0.05)
+            self.stop(proc)
+        pytest.fail(f"{app} {' '.join(args)} did not start:\n{self.output(proc)[-3000:]}")
+
+    def signal_last(self, sig: int, timeout: float = 10.0) -> float:
+        """Send ``sig`` to the newest process; assert exit 0, no traceback; seconds taken."""
+        proc = self.procs[-1]
+        start = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop(proc)
+            pytest.fail(f"signal {sig} did not end the process:\n{self.output(proc)[-3000:]}")
+        took = time.monotonic() - start
+        out = self.output(proc)
+        assert rc == 0, f"exit status {rc} after signal {sig}:\n{out[-3000:]}"
+        assert "Traceback" not in out, out[-3000:]
+        return took
+
+    def assert_alive(self) -> None:
+        for proc in self.procs:
+            assert proc.poll() is None, f"exited with {proc.returncode}:\n{self.output(proc)}"
+            assert "Traceback" not in self.output(proc)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(3)
+        if proc.stdout is not None:
+            self.output(proc)
+            proc.stdout.close()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
