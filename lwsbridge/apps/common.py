@@ -96,6 +96,24 @@ def context_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+_stop_early = threading.Event()
+
+
+def catch_stop_signals() -> None:
+    """Take SIGTERM/SIGINT from the start, before the listening port exists.
+
+    A stop that arrives while the app is still starting (a supervisor or a test that
+    signals as soon as the port accepts) then ends it with exit 0 like any other,
+    instead of the default action killing it.  :func:`serve` picks the flag up.
+    """
+
+    def early(signum: int, frame: FrameType | None) -> None:
+        _stop_early.set()
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, early)
+
+
 class StopEvent(threading.Event):
     """A ``threading.Event`` that also counts as set once ``until()`` is true.
 
@@ -132,6 +150,8 @@ def serve(
         context.cancel_service()  # wakes a wait on the context's fds at once
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    if _stop_early.is_set():
+        stop.set()
     try:
         if loop is None:
             while not stop.is_set():

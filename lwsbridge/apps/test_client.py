@@ -109,7 +109,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import add_loop_arg, serve, setup_logging
+    from lwsbridge.apps.common import add_loop_arg, catch_stop_signals, serve, setup_logging
     from lwsbridge.log import LLL_ERR, LLL_NOTICE, LLL_WARN
 
     parser = argparse.ArgumentParser(
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_loop_arg(parser)
     args = parser.parse_args(argv)
+    catch_stop_signals()
     setup_logging(args.debug)
     try:
         tls: bool | ClientTLS = False

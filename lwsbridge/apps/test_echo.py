@@ -76,7 +76,13 @@ def build_context(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import add_common_args, context_options, run, setup_logging
+    from lwsbridge.apps.common import (
+        add_common_args,
+        catch_stop_signals,
+        context_options,
+        run,
+        setup_logging,
+    )
 
     parser = argparse.ArgumentParser(
         prog="lwsbridge-test-echo",
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-deflate", action="store_true", help="do not negotiate permessage-deflate"
     )
     args = parser.parse_args(argv)
+    catch_stop_signals()
     setup_logging(args.debug)
     if args.client or args.autobahn_client:
         from lwsbridge.apps import echo_client

@@ -144,7 +144,13 @@ def build_context(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import add_common_args, context_options, run, setup_logging
+    from lwsbridge.apps.common import (
+        add_common_args,
+        catch_stop_signals,
+        context_options,
+        run,
+        setup_logging,
+    )
 
     parser = argparse.ArgumentParser(
         prog="lwsbridge-test-server",
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"lock file of the daemon (default {DEFAULT_LOCK})",
     )
     args = parser.parse_args(argv)
+    catch_stop_signals()
     if args.daemonize:
         return _main_daemon(args)
     setup_logging(args.debug)
