@@ -131,6 +131,9 @@ class WriteKind(IntEnum):
     PONG = 6  # LWS_WRITE_PONG
 
 
+_TEXT, _BINARY = WriteKind.TEXT, WriteKind.BINARY
+_RECEIVE, _CLIENT_RECEIVE = Reason.RECEIVE, Reason.CLIENT_RECEIVE
+
 Callback = Callable[["Connection | None", Reason, Any, Any], "int | None"]
 
 
@@ -308,7 +311,13 @@ class Connection:
 
     def callback_on_writable(self) -> None:
         """Ask for one WRITEABLE callback (lws ``lws_callback_on_writable``)."""
-        self.context.callback_on_writable(self)
+        ctx = self.context
+        if ctx._writing is self:
+            # Asked from its own WRITEABLE (so from the service thread): the delivery
+            # loop sees the flag; nothing else to do.
+            self._want_writable = True
+            return
+        ctx.callback_on_writable(self)
 
     def write(self, data: bytes | str, kind: WriteKind = WriteKind.TEXT, final: bool = True) -> int:
         """Write one frame (lws ``lws_write``); only inside a WRITEABLE callback, once.
@@ -327,10 +336,14 @@ class Connection:
         if self._wrote:
             raise LocalProtocolError("only one write() per WRITEABLE callback (as lws)")
         self._wrote = True
-        if kind.__class__ is not WriteKind:
-            kind = WriteKind(kind)  # a plain int, as C callers of lws_write pass
         payload = data.encode("utf-8") if isinstance(data, str) else data
         core = self.core
+        if (kind is _TEXT or kind is _BINARY) and not core._out_in_message:
+            core.send_data(payload, binary=kind is _BINARY, final=final)  # the hot path
+            ctx._queue_output(self)
+            return len(payload)
+        if kind.__class__ is not WriteKind:
+            kind = WriteKind(kind)  # a plain int, as C callers of lws_write pass
         if kind is WriteKind.HTTP:
             core.send_http_body(payload)
         elif kind is WriteKind.PING:
@@ -373,16 +386,19 @@ class Connection:
         return self._cur
 
     def is_first_fragment(self) -> bool:
-        return self._event().is_first
+        cur = self._cur
+        return (cur if cur is not None else self._event()).is_first
 
     def is_final_fragment(self) -> bool:
-        return self._event().is_final
+        cur = self._cur
+        return (cur if cur is not None else self._event()).is_final
 
     def remaining_packet_payload(self) -> int:
         return self._event().remaining
 
     def frame_is_binary(self) -> bool:
-        return self._event().is_binary
+        cur = self._cur
+        return (cur if cur is not None else self._event()).is_binary
 
     # -- headers, valid until ESTABLISHED returns ----------------------------------------
 
@@ -1176,7 +1192,7 @@ class Context:
         t = type(ev)
         if t is DataReceived:
             conn._cur = ev
-            reason = Reason.RECEIVE if conn.core.role is Role.SERVER else Reason.CLIENT_RECEIVE
+            reason = _RECEIVE if conn._client_info is None else _CLIENT_RECEIVE
             r = self._call(conn, conn.protocol, reason, ev.data)
             conn._cur = None
             if r:

@@ -15,15 +15,22 @@ _LOW_WATER = 4
 
 
 class EchoSession:
-    __slots__ = ("parts", "queue")
+    __slots__ = ("parts", "paused", "queue")
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
         self.queue: deque[tuple[bytes, bool]] = deque()
+        self.paused = False  # reading stopped until the queue drains
+
+
+# Looked up once: enum attribute access is not free on the per-message path.
+_RECEIVES = (Reason.RECEIVE, Reason.CLIENT_RECEIVE)
+_WRITEABLES = (Reason.SERVER_WRITEABLE, Reason.CLIENT_WRITEABLE)
+_BINARY, _TEXT = WriteKind.BINARY, WriteKind.TEXT
 
 
 def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
-    if reason is Reason.RECEIVE or reason is Reason.CLIENT_RECEIVE:
+    if reason in _RECEIVES:
         assert conn is not None
         s: EchoSession = user
         if conn.is_final_fragment():
@@ -34,20 +41,22 @@ def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: A
             else:
                 msg = payload
             s.queue.append((msg, conn.frame_is_binary()))
-            if len(s.queue) >= _HIGH_WATER:
+            if len(s.queue) >= _HIGH_WATER and not s.paused:
+                s.paused = True
                 conn.rx_flow_control(False)
             conn.callback_on_writable()
         else:
             s.parts.append(payload)
-    elif reason is Reason.SERVER_WRITEABLE or reason is Reason.CLIENT_WRITEABLE:
+    elif reason in _WRITEABLES:
         assert conn is not None
         s = user
         if s.queue:
             msg, binary = s.queue.popleft()
-            conn.write(msg, WriteKind.BINARY if binary else WriteKind.TEXT)
+            conn.write(msg, _BINARY if binary else _TEXT)
             if s.queue:
                 conn.callback_on_writable()
-            if len(s.queue) <= _LOW_WATER:
+            if s.paused and len(s.queue) <= _LOW_WATER:
+                s.paused = False
                 conn.rx_flow_control(True)
     elif reason is Reason.HTTP:
         assert conn is not None

@@ -600,6 +600,37 @@ class WSConnection:
                             raise RemoteProtocolError(
                                 "RSV bits set without an extension", code=1002
                             )
+                    elif fin and n - pos - hlen >= length:
+                        # The common case: a whole one-frame message is in the buffer.
+                        # Deliver it in this pass, without the per-message state.
+                        if (self.max_frame_size and length > self.max_frame_size) or (
+                            self.max_message_size and length > self.max_message_size
+                        ):
+                            raise RemoteProtocolError(
+                                f"message of {length} bytes over the limit", code=1009
+                            )
+                        start = pos + hlen
+                        pos = start + length
+                        if length >= 1024:
+                            with memoryview(buf) as mv, mv[start:pos] as view:
+                                chunk = (
+                                    apply_mask(view, bytes(buf[start - 4 : start]))
+                                    if masked
+                                    else bytes(view)
+                                )
+                        elif masked:
+                            chunk = apply_mask(buf[start:pos], bytes(buf[start - 4 : start]))
+                        else:
+                            chunk = bytes(buf[start:pos])
+                        if opcode == 1 and not chunk.isascii():
+                            try:
+                                chunk.decode("utf-8")  # §8.1; strict: no surrogates either
+                            except UnicodeDecodeError as exc:
+                                raise RemoteProtocolError(
+                                    f"invalid UTF-8 in text message: {exc.reason}", code=1007
+                                ) from None
+                        self._events.append(DataReceived(chunk, opcode == 2, True, True, 0, True))
+                        continue
                     self._msg_opcode = opcode
                     self._msg_rsv = rsv
                     self._msg_size = 0
