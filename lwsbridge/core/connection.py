@@ -13,7 +13,6 @@ Timeouts (handshake, close, ping) are yours: call ``abort()`` when one expires.
 
 from __future__ import annotations
 
-import codecs
 import os
 from collections.abc import Callable, Sequence
 
@@ -55,10 +54,10 @@ from lwsbridge.core.handshake import (
 from lwsbridge.core.http11 import REASONS, build_head, parse_request_head, parse_response_head
 from lwsbridge.core.mask import apply_mask
 from lwsbridge.core.state import Role, State, transition
+from lwsbridge.core.utf8 import Utf8Validator, utf8_valid
 
 __all__ = ["WSConnection"]
 
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _EOF = b""
 _WS_STATES = (State.OPEN, State.LOCAL_CLOSING)
 
@@ -130,8 +129,7 @@ class WSConnection:
         self._msg_rsv = 0
         self._msg_size = 0
         self._msg_delivered = False  # a DataReceived of this message went out already
-        self._utf8: codecs.IncrementalDecoder | None = None
-        self._utf8_pending = False  # the decoder holds part of a character
+        self._utf8: Utf8Validator | None = None  # text message being received
         self._msg_decoded = 0  # bytes an extension has produced for this message
         self._held = False  # the extension holds decoded output: input parsing waits
         self._held_final = False  # ... and it has all of the message's input already
@@ -622,13 +620,8 @@ class WSConnection:
                             chunk = apply_mask(buf[start:pos], bytes(buf[start - 4 : start]))
                         else:
                             chunk = bytes(buf[start:pos])
-                        if opcode == 1 and not chunk.isascii():
-                            try:
-                                chunk.decode("utf-8")  # §8.1; strict: no surrogates either
-                            except UnicodeDecodeError as exc:
-                                raise RemoteProtocolError(
-                                    f"invalid UTF-8 in text message: {exc.reason}", code=1007
-                                ) from None
+                        if opcode == 1 and not utf8_valid(chunk):  # §8.1
+                            raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
                         self._events.append(DataReceived(chunk, opcode == 2, True, True, 0, True))
                         continue
                     self._msg_opcode = opcode
@@ -636,7 +629,7 @@ class WSConnection:
                     self._msg_size = 0
                     self._msg_delivered = False
                     if opcode == 1:
-                        self._utf8 = _Utf8Decoder("strict")
+                        self._utf8 = Utf8Validator()
                 else:
                     raise RemoteProtocolError(f"reserved opcode {opcode:#x}", code=1002)
                 if self.max_frame_size and length > self.max_frame_size:
@@ -699,23 +692,13 @@ class WSConnection:
     def _emit_data(self, chunk: bytes, final: bool, remaining: int) -> None:
         # §8.1: fail fast on invalid UTF-8; pieces may end mid-character.  ASCII pieces
         # with no partial character pending need no decoding at all.
-        if (self._msg_opcode == 1 and self._utf8 is not None) and (
-            final or self._utf8_pending or not chunk.isascii()
+        v = self._utf8
+        if (
+            v is not None
+            and (final or v.pending or not chunk.isascii())
+            and not v.feed(chunk, final)
         ):
-            try:
-                self._utf8.decode(chunk, final)
-            except UnicodeDecodeError as exc:
-                raise RemoteProtocolError(
-                    f"invalid UTF-8 in text message: {exc.reason}", code=1007
-                ) from None
-            held = self._utf8.getstate()[0]
-            # CPython's decoder holds ED A0-BF (a UTF-16 surrogate) until its third byte;
-            # fail fast here like every other invalid prefix.
-            if held[:1] == b"\xed" and len(held) > 1 and held[1] >= 0xA0:
-                raise RemoteProtocolError(
-                    "invalid UTF-8 in text message: surrogate code point", code=1007
-                )
-            self._utf8_pending = bool(held)
+            raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
         first = not self._msg_delivered
         self._msg_delivered = True
         if final:
@@ -724,7 +707,6 @@ class WSConnection:
             self._msg_rsv = 0
             self._msg_decoded = 0
             self._utf8 = None
-            self._utf8_pending = False
         else:
             binary = self._msg_opcode == 2
         self._events.append(DataReceived(chunk, binary, first, final, remaining, self._frame_fin))
