@@ -88,6 +88,46 @@ class WSConnection:
     emitted either way).
     """
 
+    # One object per connection: slots keep idle connections small (no __dict__).
+    __slots__ = (
+        "_body_remaining",
+        "_buf",
+        "_client",
+        "_close_received",
+        "_close_sent",
+        "_closed_emitted",
+        "_events",
+        "_frame_fin",
+        "_frame_mask",
+        "_held",
+        "_held_final",
+        "_in_frame",
+        "_keep_alive",
+        "_key",
+        "_msg_decoded",
+        "_msg_delivered",
+        "_msg_opcode",
+        "_msg_rsv",
+        "_msg_size",
+        "_offered_extensions",
+        "_offered_protocols",
+        "_out",
+        "_out_in_message",
+        "_remaining",
+        "_request_headers",
+        "_responding",
+        "_urandom",
+        "_utf8",
+        "auto_pong",
+        "extension",
+        "max_frame_size",
+        "max_head_size",
+        "max_message_size",
+        "role",
+        "state",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         role: Role,
