@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.procs import free_port, wait_accepting
 
 from lwsbridge.context import Context
 
@@ -328,12 +329,6 @@ def need_loop(loop: str) -> None:
         pytest.skip(f"{module} is not installed")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 class AppProcesses:
     """``lwsbridge.apps.*`` subprocesses (``sys.executable -m``), stopped by PID at the end."""
 
@@ -378,13 +373,8 @@ class AppProcesses:
         for _attempt in range(3):
             port = free_port()
             proc = self.start(app, "-p", str(port), "-i", HOST, *args)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    with socket.create_connection((HOST, port), timeout=0.5):
-                        return port
-                except OSError:
-                    time.sleep(0.05)
+            if wait_accepting(proc, port, time.monotonic() + timeout):
+                return port
             self.stop(proc)
         pytest.fail(f"{app} {' '.join(args)} did not start:\n{self.output(proc)[-3000:]}")
 

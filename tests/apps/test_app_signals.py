@@ -9,12 +9,7 @@ import sys
 import time
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support.procs import free_port as _free_port
 
 
 @pytest.mark.parametrize("app", ["test_server", "test_echo"])

@@ -10,28 +10,23 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
-import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
+from support.procs import STOP_GRACE
 
 from lwsbridge.context import Connection, Context, Reason
 
 HOST = "127.0.0.1"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 DEADLINE = 5.0  # seconds any single wait may take before the test fails
-STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
-REPO = Path(__file__).resolve().parents[2]
 
 # Reasons a client connection may see (the context-wide ones come with conn None).
 CONN_REASONS = {
@@ -354,125 +349,8 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-free_port = closed_port
-
-
 # ---------------------------------------------------------------------------- processes
-
-
-def peers_required() -> bool:
-    return os.environ.get("LWSBRIDGE_REQUIRE_PEERS", "") == "1"
-
-
-def missing_peer(what: str, hint: str = "") -> NoReturn:
-    """Skip because ``what`` is missing, or fail if LWSBRIDGE_REQUIRE_PEERS=1."""
-    msg = f"interop peer missing: {what}"
-    if hint:
-        msg += f" ({hint})"
-    if peers_required():
-        pytest.fail(f"{msg}; LWSBRIDGE_REQUIRE_PEERS=1 makes this a failure", pytrace=False)
-    pytest.skip(msg)
-
-
-def require_executable(name: str, hint: str = "") -> str:
-    path = shutil.which(name)
-    if path is None:
-        missing_peer(name, hint)
-    return path
-
-
-def console_script(name: str) -> list[str]:
-    """Command running one of lwsbridge's console scripts from this interpreter's env."""
-    exe = Path(sys.executable).parent / name
-    if exe.exists():
-        return [str(exe)]
-    module = {
-        "lwsbridge-test-server": "lwsbridge.apps.test_server",
-        "lwsbridge-test-echo": "lwsbridge.apps.test_echo",
-        "lwsbridge-test-client": "lwsbridge.apps.test_client",
-    }[name]
-    return [sys.executable, "-m", module]
-
-
-def shared_dir() -> Path | None:
-    """The shared tools: ``$LWSBRIDGE_SHARED`` or ``<repo>/../shared``."""
-    env = os.environ.get("LWSBRIDGE_SHARED")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared")
-    for c in candidates:
-        if (c / "autobahn" / "run_client_suite.sh").is_file():
-            return c
-    return None
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """Terminate ``proc`` by PID; kill it if it is still there after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=grace)
-
-
-def _wait_accepting(proc: subprocess.Popen[bytes], port: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            # the probe sends no bytes
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-@dataclass
-class Proc:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-@contextlib.contextmanager
-def run_server(
-    cmd_for_port: Callable[[int], list[str]],
-    log_dir: Path,
-    name: str,
-    start_timeout: float = 10.0,
-    attempts: int = 3,
-) -> Iterator[Proc]:
-    """Start ``cmd_for_port(port)`` on a free loopback port; stop it by PID on exit."""
-    last_log = ""
-    for _attempt in range(attempts):
-        port = free_port()
-        log_path = log_dir / f"{name}-{port}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                cmd_for_port(port),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            if _wait_accepting(proc, port, time.monotonic() + start_timeout):
-                yield Proc(proc, port, log_path)
-                return
-        finally:
-            stop_process(proc)
-        last_log = log_path.read_text(errors="replace")
-    pytest.fail(f"{name} did not start accepting on loopback; last log:\n{last_log[-4000:]}")
+# (server subprocesses, free ports and peers are in tests/support: procs.py, peers.py)
 
 
 def run_bounded(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:

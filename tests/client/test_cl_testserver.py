@@ -9,16 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clientutil import (
-    Proc,
-    Recorder,
-    closed_port,
-    console_script,
-    pump,
-    require_executable,
-    run_bounded,
-    run_server,
-)
+from clientutil import Recorder, closed_port, pump, run_bounded
+from support.peers import require_executable
+from support.procs import Server, console_script, serve_on_free_port
 
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 
@@ -26,21 +19,23 @@ MIRROR_MESSAGES = [f"d #{i:02x}80ff {i} {2 * i} {3 * i} {4 * i};" for i in range
 
 
 @pytest.fixture
-def lwsbridge_server_proc(tmp_path: Path) -> Iterator[Proc]:
+def lwsbridge_server_proc(tmp_path: Path) -> Iterator[Server]:
     cmd = console_script("lwsbridge-test-server")
-    with run_server(
+    with serve_on_free_port(
         lambda p: [*cmd, "-p", str(p), "-i", "127.0.0.1"], tmp_path, "lwsbridge-test-server"
     ) as srv:
         yield srv
 
 
 @pytest.fixture
-def lws_server_proc(tmp_path: Path) -> Iterator[Proc]:
+def lws_server_proc(tmp_path: Path) -> Iterator[Server]:
     exe = require_executable(
         "libwebsockets-test-server", "apt-get install libwebsockets-test-server"
     )
     # -i lo: it listens on every interface otherwise
-    with run_server(lambda p: [exe, "-p", str(p), "-i", "lo"], tmp_path, "lws-test-server") as srv:
+    with serve_on_free_port(
+        lambda p: [exe, "-p", str(p), "-i", "lo"], tmp_path, "lws-test-server"
+    ) as srv:
         yield srv
 
 
@@ -123,14 +118,14 @@ def test_in_process_test_server(test_server: Context) -> None:
     _talk_to_test_server(test_server.port, lambda: test_server.service(2))
 
 
-def test_lwsbridge_test_server_process(lwsbridge_server_proc: Proc) -> None:
+def test_lwsbridge_test_server_process(lwsbridge_server_proc: Server) -> None:
     _talk_to_test_server(lwsbridge_server_proc.port)
     assert lwsbridge_server_proc.proc.poll() is None
     assert "Traceback" not in lwsbridge_server_proc.log()
 
 
 @pytest.mark.peers
-def test_libwebsockets_test_server(lws_server_proc: Proc) -> None:
+def test_libwebsockets_test_server(lws_server_proc: Server) -> None:
     _talk_to_test_server(lws_server_proc.port)
     assert lws_server_proc.proc.poll() is None
 
@@ -156,13 +151,13 @@ def _run_test_client(port: int) -> tuple[list[int], int, int, str]:
     return numbers, sent, received, r.stderr
 
 
-def test_app_against_lwsbridge_test_server(lwsbridge_server_proc: Proc) -> None:
+def test_app_against_lwsbridge_test_server(lwsbridge_server_proc: Server) -> None:
     _numbers, sent, received, _err = _run_test_client(lwsbridge_server_proc.port)
     assert sent > 0 and received > 0, (sent, received)
 
 
 @pytest.mark.peers
-def test_app_against_libwebsockets_test_server(lws_server_proc: Proc) -> None:
+def test_app_against_libwebsockets_test_server(lws_server_proc: Server) -> None:
     _numbers, sent, received, _err = _run_test_client(lws_server_proc.port)
     assert sent > 0 and received > 0, (sent, received)
 

@@ -1,21 +1,19 @@
 """Autobahn|Testsuite permessage-deflate cases (42 of 12.* and 13.*) against
 lwsbridge-test-echo, so that CI exercises deflate conformance (~20-40 s).
 
-The full 12.*/13.* runs (server and client) are in docs/conformance.md.
+The full 12.*/13.* runs (server and client) are in docs/conformance.md; the run and its
+checks are in ``tests/support/autobahn.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import autobahn
 
 pytestmark = pytest.mark.peers
 
@@ -31,53 +29,16 @@ CASES = json.dumps(_IDS)
 SUITE_TIMEOUT = 300
 
 
-def _stop_group(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=3)
-
-
 def test_autobahn_deflate_subset(shared: Path, echo: Any, tmp_path: Path) -> None:
-    report = tmp_path / "ab"
-    cmd = [
-        "bash",
-        str(shared / "autobahn" / "run_server_suite.sh"),
-        "-o",
-        str(report),
-        "-a",
-        "lwsbridge",
-        "-t",
-        str(SUITE_TIMEOUT - 30),
+    run = autobahn.run_server_suite(
+        shared,
         f"ws://127.0.0.1:{echo.port}",
         CASES,
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        tmp_path / "ab",
+        agent="lwsbridge",
+        timeout=SUITE_TIMEOUT,
     )
-    try:
-        stdout, stderr = proc.communicate(timeout=SUITE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        _stop_group(proc)
-        stdout, stderr = proc.communicate(timeout=10)
-        pytest.fail(f"Autobahn did not finish within {SUITE_TIMEOUT} s:\n{stdout}{stderr}")
-    finally:
-        _stop_group(proc)
-    summary = f"{stdout}{stderr}\n(reports: {report}/index.html)"
-    assert proc.returncode == 0, summary
-    assert re.search(r"^\s*FAILED\s+0\s*$", stdout, re.M), summary
-    assert re.search(r"^\s*UNIMPLEMENTED\s+0\s*$", stdout, re.M), summary  # negotiated
-    counts = re.search(r"(\d+) cases reported \((\d+) requested\)", stdout)
-    assert counts and counts.group(1) == counts.group(2) == str(len(_IDS)), summary
+    autobahn.assert_suite_passed(run, "server", requested=len(_IDS))
+    # negotiated: no case may come back UNIMPLEMENTED
+    assert re.search(r"^\s*UNIMPLEMENTED\s+0\s*$", run.stdout, re.M), autobahn.summary(run)
     echo.assert_alive()

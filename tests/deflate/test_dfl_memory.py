@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dflutil import proc_status, run
-from peerutil import run_server
+from support.procs import run_server
 from websockets.asyncio.client import connect
 
 N = 500

@@ -28,7 +28,7 @@ from dflutil import (
     prose,
     run,
 )
-from peerutil import Server, run_server
+from support.procs import Server, run_server
 from websockets.asyncio.client import connect
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 

@@ -121,7 +121,7 @@ def test_server_frames_really_compressed(echo: Any) -> None:
 
 
 def test_no_deflate_option(tmp_path: Any) -> None:
-    from peerutil import run_server
+    from support.procs import run_server
 
     with run_server("lwsbridge-test-echo", tmp_path, "--no-deflate") as srv:
         header, exts, got = _talk(srv.ws_url, ["abc" * 300], compression="deflate")

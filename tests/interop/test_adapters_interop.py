@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_autobahn
 import test_chromium
-from peerutil import run_server
+from support import autobahn
+from support.procs import run_server
 
 from lwsbridge.adapters import LOOPS
 
@@ -40,53 +39,29 @@ def need_loop(loop: str) -> None:
 @pytest.mark.parametrize("loop", LOOPS)
 def test_autobahn_server_on_adapter(loop: str, shared: Path, tmp_path: Path) -> None:
     need_loop(loop)
-    report = tmp_path / "ab"
+    label = f"[{loop}] "
     with run_server("lwsbridge-test-echo", tmp_path, "--loop", loop) as srv:
-        cmd = [
-            "bash",
-            str(shared / "autobahn" / "run_server_suite.sh"),
-            "-o",
-            str(report),
-            "-a",
-            f"lwsbridge-{loop}",
-            "-t",
-            str(test_autobahn.SUITE_TIMEOUT - 30),
+        run = autobahn.run_server_suite(
+            shared,
             srv.ws_url.rstrip("/"),
-            test_autobahn.CASES,
-        ]
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a timeout stops wstest too
+            autobahn.CASES_1_TO_10,
+            tmp_path / "ab",
+            agent=f"lwsbridge-{loop}",
+            timeout=autobahn.SUITE_TIMEOUT,
+            label=label,
         )
-        try:
-            stdout, stderr = proc.communicate(timeout=test_autobahn.SUITE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            test_autobahn.stop_group(proc)
-            stdout, stderr = proc.communicate(timeout=10)
-            pytest.fail(f"[{loop}] Autobahn suite did not finish:\n{stdout}{stderr}")
-        finally:
-            test_autobahn.stop_group(proc)
-        took = time.monotonic() - start
-        summary = f"[{loop}] {stdout}{stderr}\n(reports: {report}/index.html)"
         # one line per adapter for docs/conformance.md (shown with pytest -s / -rA)
-        last = [ln for ln in stdout.splitlines() if ln.startswith("autobahn server:")]
+        last = [ln for ln in run.stdout.splitlines() if ln.startswith("autobahn server:")]
         kinds = re.findall(
-            r"^\s*(OK|NON-STRICT|INFORMATIONAL|UNIMPLEMENTED|FAILED)\s+(\d+)\s*$", stdout, re.M
+            r"^\s*(OK|NON-STRICT|INFORMATIONAL|UNIMPLEMENTED|FAILED)\s+(\d+)\s*$",
+            run.stdout,
+            re.M,
         )
         print(
             f"\nPER-ADAPTER {loop}: {last[-1] if last else '?'}; "
-            f"{' '.join(f'{k}={n}' for k, n in kinds)}; wall {took:.1f} s"
+            f"{' '.join(f'{k}={n}' for k, n in kinds)}; wall {run.seconds:.1f} s"
         )
-        assert proc.returncode == 0, summary
-        assert re.search(r"^\s*FAILED\s+0\s*$", stdout, re.M), summary
-        assert re.search(r"^autobahn server: \d+ ok, 0 failed", stdout, re.M), summary
-        counts = re.search(r"(\d+) cases reported \((\d+) requested\)", stdout)
-        assert counts and counts.group(1) == counts.group(2), summary
+        autobahn.assert_suite_passed(run, "server", label=label)
         srv.assert_alive()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peerutil import stop_process
+from support.procs import stop_process
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

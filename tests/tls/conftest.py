@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).resolve().parent
-# adapterkit (the adapter drivers) and peerutil (subprocess helpers) are shared.
-for sub in ("adapters", "interop"):
-    p = str(HERE.parent / sub)
-    if p not in sys.path:
-        sys.path.insert(0, p)
+# adapterkit (the adapter drivers) is shared; subprocess helpers are in tests/support.
+_ADAPTERS = str(HERE.parent / "adapters")
+if _ADAPTERS not in sys.path:
+    sys.path.insert(0, _ADAPTERS)
 
 from tlsutil import openssl_selfsigned  # noqa: E402
 

@@ -5,48 +5,20 @@ Skipped when a peer is missing, failed instead with ``LWSBRIDGE_REQUIRE_PEERS=1`
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
-from peerutil import free_port, run_server, stop_process
+from support.peers import chromium_browser, require_executable
+from support.procs import console_script, free_port, run_server, stop_process, wait_accepting
 from tlsutil import openssl_selfsigned
 
 pytestmark = pytest.mark.peers
 
 RX_LINE = re.compile(r"\] I: rx (\d+) '([^']*)'")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--ignore-certificate-errors",
-]
-
-
-def missing_peer(what: str) -> NoReturn:
-    msg = f"interop peer missing: {what}"
-    if os.environ.get("LWSBRIDGE_REQUIRE_PEERS", "") == "1":
-        pytest.fail(f"{msg}; LWSBRIDGE_REQUIRE_PEERS=1 makes this a failure", pytrace=False)
-    pytest.skip(msg)
-
-
-def executable(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        missing_peer(name)
-    return path
 
 
 @pytest.fixture
@@ -58,7 +30,7 @@ def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_lws_client_against_lwsbridge_ssl_server(tmp_path: Path, own_cache: Path) -> None:
-    client_exe = executable("libwebsockets-test-client")
+    client_exe = require_executable("libwebsockets-test-client")
     with run_server("lwsbridge-test-server", tmp_path, "--ssl") as srv:
         assert (own_cache / "lwsbridge" / "test-server-cert.pem").is_file()
         log_path = tmp_path / "lws-client.log"
@@ -86,10 +58,10 @@ def test_lws_client_against_lwsbridge_ssl_server(tmp_path: Path, own_cache: Path
 
 
 def test_lwsbridge_client_against_lws_ssl_server(tmp_path: Path) -> None:
-    server_exe = executable("libwebsockets-test-server")
+    server_exe = require_executable("libwebsockets-test-server")
     # Debian's bundled test certificate is RSA-1024, which OpenSSL 3 refuses: make one.
     cert, key = openssl_selfsigned(tmp_path, "lws")
-    client = [*console_script_client(), "127.0.0.1"]
+    client = [*console_script("lwsbridge-test-client"), "127.0.0.1"]
     for _attempt in range(3):
         port = free_port()
         log_path = tmp_path / f"lws-server-{port}.log"
@@ -102,7 +74,7 @@ def test_lwsbridge_client_against_lws_ssl_server(tmp_path: Path) -> None:
                 cwd=tmp_path,
             )
         try:
-            if not _accepting(server, port):
+            if not wait_accepting(server, port, time.monotonic() + 10):
                 continue
             out = subprocess.run(
                 [*client, "-p", str(port), "--ssl", "--ca", cert, "-n", "10"],
@@ -119,59 +91,29 @@ def test_lwsbridge_client_against_lws_ssl_server(tmp_path: Path) -> None:
     pytest.fail(f"libwebsockets-test-server did not start:\n{log_path.read_text()[-2000:]}")
 
 
-def console_script_client() -> list[str]:
-    exe = Path(sys.executable).parent / "lwsbridge-test-client"
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-m", "lwsbridge.apps.test_client"]
-
-
-def _accepting(proc: subprocess.Popen[bytes], port: int, timeout: float = 10) -> bool:
-    import socket
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 def test_chromium_https_and_wss(tmp_path: Path, own_cache: Path) -> None:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_peer("the playwright Python package")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        missing_peer(CHROMIUM)
-    with run_server("lwsbridge-test-server", tmp_path, "--ssl") as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        try:
-            page: Any = browser.new_context(ignore_https_errors=True).new_page()
-            page.set_default_timeout(10_000)
-            ws_urls: list[str] = []
-            page.on("websocket", lambda ws: ws_urls.append(ws.url))
-            resp = page.goto(f"https://127.0.0.1:{srv.port}/", wait_until="load")
-            assert resp is not None and resp.status == 200
-            assert page.url.startswith("https://")
-            for status in ("#wsdi_statustd", "#wsm_statustd"):
-                page.wait_for_function(
-                    "sel => document.querySelector(sel).textContent === "
-                    "'websocket connection opened'",
-                    arg=status,
-                )
-            page.wait_for_function("window.lastNumber !== null")
-            first = page.evaluate("window.lastNumber")
-            time.sleep(0.5)
-            second = page.evaluate("window.lastNumber")
-            assert second > first, f"counter did not increase: {first} -> {second}"
-            # both of the page's sockets went over wss
-            assert len(ws_urls) >= 2, ws_urls
-            assert all(u.startswith(f"wss://127.0.0.1:{srv.port}/") for u in ws_urls), ws_urls
-        finally:
-            browser.close()
+    with (
+        chromium_browser(["--ignore-certificate-errors"]) as browser,
+        run_server("lwsbridge-test-server", tmp_path, "--ssl") as srv,
+    ):
+        page: Any = browser.new_context(ignore_https_errors=True).new_page()
+        page.set_default_timeout(10_000)
+        ws_urls: list[str] = []
+        page.on("websocket", lambda ws: ws_urls.append(ws.url))
+        resp = page.goto(f"https://127.0.0.1:{srv.port}/", wait_until="load")
+        assert resp is not None and resp.status == 200
+        assert page.url.startswith("https://")
+        for status in ("#wsdi_statustd", "#wsm_statustd"):
+            page.wait_for_function(
+                "sel => document.querySelector(sel).textContent === 'websocket connection opened'",
+                arg=status,
+            )
+        page.wait_for_function("window.lastNumber !== null")
+        first = page.evaluate("window.lastNumber")
+        time.sleep(0.5)
+        second = page.evaluate("window.lastNumber")
+        assert second > first, f"counter did not increase: {first} -> {second}"
+        # both of the page's sockets went over wss
+        assert len(ws_urls) >= 2, ws_urls
+        assert all(u.startswith(f"wss://127.0.0.1:{srv.port}/") for u in ws_urls), ws_urls
         srv.assert_alive()
