@@ -4,7 +4,8 @@ It never blocks.  What it wants watched is reported as poll events (ADD_POLL_FD,
 DEL_POLL_FD, SET_MODE_POLL_FD, CLEAR_MODE_POLL_FD) to protocol 0's callback and to an
 optional sink (the adapters); the host calls :meth:`Context.service_fd` for fds that
 are ready and :meth:`Context.service_pending` when :meth:`Context.next_timeout` says so.
-:meth:`Context.service` is a complete built-in loop on ``selectors`` for simple programs.
+:meth:`Context.service` is a complete built-in loop (the epoll, poll or select adapter)
+for simple programs.
 
 It is single-threaded like lws: every method must be called from the thread that
 services it, except :meth:`Context.cancel_service`.
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 from typing import Protocol as TypingProtocol
 
 from lwsbridge.core.connection import WSConnection
@@ -62,6 +63,9 @@ from lwsbridge.core.pollset import (
 from lwsbridge.core.state import Role, State
 from lwsbridge.log import NOTICE, logger
 from lwsbridge.tls import ClientTLS, ServerTLS, describe_ssl_error, is_self_signed
+
+if TYPE_CHECKING:
+    from lwsbridge.adapters._array import ArrayLoop
 
 __all__ = [
     "CLOSE",
@@ -179,6 +183,22 @@ class ClientConnectInfo:
     ssl: bool | ClientTLS = False
     timeout: float | None = None
     user: Any = None
+
+
+def _best_array_loop() -> type[ArrayLoop]:
+    import select
+
+    if hasattr(select, "epoll"):
+        from lwsbridge.adapters.epoll_loop import EpollLoop
+
+        return EpollLoop
+    if hasattr(select, "poll"):
+        from lwsbridge.adapters.poll_loop import PollLoop
+
+        return PollLoop
+    from lwsbridge.adapters.select_loop import SelectLoop
+
+    return SelectLoop
 
 
 def _count_open_fds() -> int:
@@ -447,57 +467,6 @@ class Connection:
         return self.context._serve_file(self, path, content_type, headers)
 
 
-class _BuiltinLoop:
-    """The context's own loop on ``selectors`` (epoll where present)."""
-
-    def __init__(self, context: Context) -> None:
-        import selectors
-
-        self._sel = selectors.DefaultSelector()
-        self._r = selectors.EVENT_READ
-        self._w = selectors.EVENT_WRITE
-        self.context = context
-
-    def _mask(self, events: int) -> int:
-        return (self._r if events & POLLIN else 0) | (self._w if events & POLLOUT else 0)
-
-    def add_fd(self, fd: int, events: int) -> None:
-        mask = self._mask(events)
-        if mask:
-            self._sel.register(fd, mask)
-
-    def del_fd(self, fd: int) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self._sel.unregister(fd)
-
-    def change_fd(self, fd: int, events: int) -> None:
-        mask = self._mask(events)
-        try:
-            self._sel.get_key(fd)
-        except KeyError:
-            if mask:
-                self._sel.register(fd, mask)
-            return
-        if mask:
-            self._sel.modify(fd, mask)
-        else:
-            self._sel.unregister(fd)
-
-    def run_once(self, timeout_ms: int | None) -> None:
-        ctx = self.context
-        wait = ctx.next_timeout()
-        if wait is None or (timeout_ms is not None and timeout_ms >= 0 and timeout_ms < wait):
-            wait = timeout_ms
-        ready = self._sel.select(None if wait is None or wait < 0 else wait / 1000.0)
-        r = self._r
-        for key, mask in ready:
-            ctx.service_fd(key.fd, (POLLIN if mask & r else 0) | (POLLOUT if mask & self._w else 0))
-        ctx.service_pending()
-
-    def close(self) -> None:
-        self._sel.close()
-
-
 class Context:
     """lws ``lws_context`` + one vhost: a listening socket (``port``; None for none).
 
@@ -554,7 +523,7 @@ class Context:
         self._by_name = {p.name: p for p in self.protocols}
         self._owner = threading.get_ident()
         self._sink = poll_sink
-        self._builtin: _BuiltinLoop | None = None
+        self._builtin: ArrayLoop | None = None
         self.max_message_size = max_message_size
         self.max_head_size = max_head_size
         self.handshake_timeout = handshake_timeout
@@ -805,13 +774,16 @@ class Context:
                 self._kill(conn, "internal error")
 
     def service(self, timeout_ms: int | None = 1000) -> None:
-        """One round of the built-in ``selectors`` loop (lws ``lws_service``)."""
+        """One round of the built-in loop (lws ``lws_service``).
+
+        It is the array adapter of ``lwsbridge.adapters`` on the best kernel interface
+        there is: epoll, else poll, else select.
+        """
         self._check_thread()
         if self._builtin is None:
             if self._sink is not None:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
-            self._builtin = _BuiltinLoop(self)
-            self.set_poll_sink(self._builtin)
+            self._builtin = _best_array_loop()(self)  # attaches itself as the sink
         self._builtin.run_once(timeout_ms)
 
     def cancel_service(self) -> None:
@@ -902,7 +874,7 @@ class Context:
             self._client_connected(conn)
             self._run_ready()
             return conn._phase == _DEAD
-        if revents & (POLLERR | POLLNVAL):
+        if revents & POLLNVAL or (revents & POLLERR and not conn._rx_enabled):
             self._kill(conn, "socket error")
             self._run_ready()
             return True
@@ -914,7 +886,9 @@ class Context:
                     self._file_more(conn)
                 elif conn._want_writable:
                     self._writeable(conn)
-        if revents & (POLLIN | POLLHUP) and conn._phase != _DEAD and conn._rx_enabled:
+        # POLLERR is read like POLLIN: what the peer sent before a reset (a 101, a close
+        # frame) is still delivered; then recv() reports the error and the socket closes.
+        if revents & (POLLIN | POLLHUP | POLLERR) and conn._phase != _DEAD and conn._rx_enabled:
             self._read(conn)
         if conn._phase != _DEAD:
             self._update_interest(conn)

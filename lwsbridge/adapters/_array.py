@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._common import POLLERR, UnknownFdError
+from lwsbridge.adapters._common import POLLNVAL, UnknownFdError
 from lwsbridge.log import logger
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class ArrayLoop:
             raise ValueError(f"{self.name}: ADD for fd {fd}, which is already watched")
         self.events[fd] = events
         if self._refuse(fd):
-            # Not watchable here: the connection is closed (service_fd with POLLERR)
+            # Not watchable here: the connection is closed (service_fd with POLLNVAL)
             # as soon as the context is not in the middle of a call.
             self._refused.append(fd)
             return
@@ -136,8 +136,9 @@ class ArrayLoop:
                 self.name,
                 fd,
             )
-            # POLLERR closes the connection; its DEL takes the fd off _refused.
-            self.context.service_fd(fd, POLLERR)
+            # POLLNVAL (an fd the loop cannot use) closes the connection; its DEL
+            # takes the fd off _refused.
+            self.context.service_fd(fd, POLLNVAL)
             if fd in self._refused:  # not a connection (the context kept it): forget it
                 self._refused.remove(fd)
                 self.events.pop(fd, None)

@@ -3,7 +3,7 @@
 select() cannot watch fds from FD_SETSIZE (1024) up.  Such an fd is refused with an
 error naming it: at attach time :class:`SelectLoop` raises ``ValueError``; a
 connection accepted later on such an fd is logged and closed (the context gets
-POLLERR for it), and the loop goes on.  Use :class:`~lwsbridge.adapters.poll_loop.PollLoop`
+POLLNVAL for it), and the loop goes on.  Use :class:`~lwsbridge.adapters.poll_loop.PollLoop`
 or :class:`~lwsbridge.adapters.epoll_loop.EpollLoop` beyond that.
 """
 

@@ -62,6 +62,15 @@ _EOF = b""
 _WS_STATES = (State.OPEN, State.LOCAL_CLOSING)
 
 
+def _payload(buf: bytearray, start: int, end: int, mask: bytes) -> bytes:
+    """``buf[start:end]`` unmasked with ``mask`` (b"": not masked), copied out once."""
+    if end - start >= 1024:
+        # Through a view released at once: a live view would forbid resizing buf.
+        with memoryview(buf) as mv, mv[start:end] as view:
+            return apply_mask(view, mask) if mask else bytes(view)
+    return apply_mask(buf[start:end], mask) if mask else bytes(buf[start:end])
+
+
 # RFC 9110 §5.6.2 tchar: what a request line's method must start with.
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -555,15 +564,7 @@ class WSConnection:
                     if take == 0 and self._remaining:
                         break
                     mask = self._frame_mask
-                    if take >= 1024:
-                        # One copy out of the buffer, through a view released at once
-                        # (a live view would forbid the ``del`` below).
-                        with memoryview(buf) as mv, mv[pos : pos + take] as view:
-                            chunk = apply_mask(view, mask) if mask else bytes(view)
-                    elif mask:
-                        chunk = apply_mask(buf[pos : pos + take], mask)
-                    else:
-                        chunk = bytes(buf[pos : pos + take])
+                    chunk = _payload(buf, pos, pos + take, mask)
                     pos += take
                     if mask:
                         r = take & 3
@@ -649,17 +650,8 @@ class WSConnection:
                             )
                         start = pos + hlen
                         pos = start + length
-                        if length >= 1024:
-                            with memoryview(buf) as mv, mv[start:pos] as view:
-                                chunk = (
-                                    apply_mask(view, bytes(buf[start - 4 : start]))
-                                    if masked
-                                    else bytes(view)
-                                )
-                        elif masked:
-                            chunk = apply_mask(buf[start:pos], bytes(buf[start - 4 : start]))
-                        else:
-                            chunk = bytes(buf[start:pos])
+                        key = bytes(buf[start - 4 : start]) if masked else b""
+                        chunk = _payload(buf, start, pos, key)
                         if opcode == 1 and not utf8_valid(chunk):  # §8.1
                             raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
                         self._events.append(DataReceived(chunk, opcode == 2, True, True, 0, True))
