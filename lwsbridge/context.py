@@ -26,14 +26,10 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
-from typing import Protocol as TypingProtocol
 
 from lwsbridge.core.connection import WSConnection
-from lwsbridge.core.deflate import PerMessageDeflateFactory
 from lwsbridge.core.errors import LocalProtocolError
 from lwsbridge.core.events import (
     Closed,
@@ -56,13 +52,24 @@ from lwsbridge.core.pollset import (
     POLLNVAL,
     POLLOUT,
     PollArgs,
-    PollChange,
-    PollKind,
-    PollSet,
 )
 from lwsbridge.core.state import Role, State
 from lwsbridge.log import NOTICE, logger
+from lwsbridge.loops import best_array_loop
+from lwsbridge.loops import load as load_loop
+from lwsbridge.pollreport import PollReporter
 from lwsbridge.tls import ClientTLS, ServerTLS, describe_ssl_error, is_self_signed
+from lwsbridge.vocabulary import (
+    CLOSE,
+    ClientConnectInfo,
+    PollFd,
+    PollFdLike,
+    PollSink,
+    Protocol,
+    Reason,
+    Serviceable,
+    WriteKind,
+)
 
 if TYPE_CHECKING:
     from lwsbridge.adapters._array import ArrayLoop
@@ -76,129 +83,12 @@ __all__ = [
     "PollSink",
     "Protocol",
     "Reason",
+    "Serviceable",
     "WriteKind",
 ]
 
-#: return this (or any non-zero int) from a callback to close the connection
-CLOSE = -1
-
-
-class Reason(IntEnum):
-    """Callback reasons, numbered as ``enum lws_callback_reasons`` in lws 4.1."""
-
-    ESTABLISHED = 0  # LWS_CALLBACK_ESTABLISHED
-    CLIENT_CONNECTION_ERROR = 1  # LWS_CALLBACK_CLIENT_CONNECTION_ERROR
-    CLIENT_FILTER_PRE_ESTABLISH = 2  # LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH
-    CLIENT_ESTABLISHED = 3  # LWS_CALLBACK_CLIENT_ESTABLISHED
-    CLOSED = 4  # LWS_CALLBACK_CLOSED
-    CLOSED_HTTP = 5  # LWS_CALLBACK_CLOSED_HTTP
-    RECEIVE = 6  # LWS_CALLBACK_RECEIVE
-    RECEIVE_PONG = 7  # LWS_CALLBACK_RECEIVE_PONG
-    CLIENT_RECEIVE = 8  # LWS_CALLBACK_CLIENT_RECEIVE
-    CLIENT_RECEIVE_PONG = 9  # LWS_CALLBACK_CLIENT_RECEIVE_PONG
-    CLIENT_WRITEABLE = 10  # LWS_CALLBACK_CLIENT_WRITEABLE
-    SERVER_WRITEABLE = 11  # LWS_CALLBACK_SERVER_WRITEABLE
-    HTTP = 12  # LWS_CALLBACK_HTTP
-    HTTP_BODY = 13  # LWS_CALLBACK_HTTP_BODY
-    HTTP_BODY_COMPLETION = 14  # LWS_CALLBACK_HTTP_BODY_COMPLETION
-    HTTP_FILE_COMPLETION = 15  # LWS_CALLBACK_HTTP_FILE_COMPLETION
-    HTTP_WRITEABLE = 16  # LWS_CALLBACK_HTTP_WRITEABLE
-    FILTER_NETWORK_CONNECTION = 17  # LWS_CALLBACK_FILTER_NETWORK_CONNECTION
-    FILTER_HTTP_CONNECTION = 18  # LWS_CALLBACK_FILTER_HTTP_CONNECTION
-    SERVER_NEW_CLIENT_INSTANTIATED = 19  # LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED
-    FILTER_PROTOCOL_CONNECTION = 20  # LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION
-    CLIENT_APPEND_HANDSHAKE_HEADER = 24  # LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER
-    PROTOCOL_INIT = 27  # LWS_CALLBACK_PROTOCOL_INIT
-    PROTOCOL_DESTROY = 28  # LWS_CALLBACK_PROTOCOL_DESTROY
-    WSI_CREATE = 29  # LWS_CALLBACK_WSI_CREATE
-    WSI_DESTROY = 30  # LWS_CALLBACK_WSI_DESTROY
-    ADD_POLL_FD = 32  # LWS_CALLBACK_ADD_POLL_FD
-    DEL_POLL_FD = 33  # LWS_CALLBACK_DEL_POLL_FD
-    CHANGE_MODE_POLL_FD = 34  # LWS_CALLBACK_CHANGE_MODE_POLL_FD (not sent; see SET/CLEAR)
-    LOCK_POLL = 35  # LWS_CALLBACK_LOCK_POLL
-    UNLOCK_POLL = 36  # LWS_CALLBACK_UNLOCK_POLL
-    WS_PEER_INITIATED_CLOSE = 38  # LWS_CALLBACK_WS_PEER_INITIATED_CLOSE
-    EVENT_WAIT_CANCELLED = 71  # LWS_CALLBACK_EVENT_WAIT_CANCELLED
-    TIMER = 73  # LWS_CALLBACK_TIMER
-    SET_MODE_POLL_FD = 300  # lws 1.x LWS_CALLBACK_SET_MODE_POLL_FD
-    CLEAR_MODE_POLL_FD = 301  # lws 1.x LWS_CALLBACK_CLEAR_MODE_POLL_FD
-
-
-class WriteKind(IntEnum):
-    """``enum lws_write_protocol``."""
-
-    TEXT = 0  # LWS_WRITE_TEXT
-    BINARY = 1  # LWS_WRITE_BINARY
-    CONTINUATION = 2  # LWS_WRITE_CONTINUATION
-    HTTP = 3  # LWS_WRITE_HTTP
-    PING = 5  # LWS_WRITE_PING
-    PONG = 6  # LWS_WRITE_PONG
-
-
 _TEXT, _BINARY = WriteKind.TEXT, WriteKind.BINARY
 _RECEIVE, _CLIENT_RECEIVE = Reason.RECEIVE, Reason.CLIENT_RECEIVE
-
-Callback = Callable[["Connection | None", Reason, Any, Any], "int | None"]
-
-
-@dataclass
-class Protocol:
-    """One entry of lws's protocols array.
-
-    ``name`` is the subprotocol; ``callback(conn, reason, user, payload) -> int``;
-    ``user_factory()`` makes the per-connection user object (lws per_session_data).
-    Protocol 0 also gets the context-wide reasons and plain HTTP.
-    """
-
-    name: str
-    callback: Callback
-    user_factory: Callable[[], Any] | None = None
-    #: largest message accepted on this protocol (None: the context's limit)
-    max_message_size: int | None = None
-    #: permessage-deflate (RFC 7692), off by default: True for the defaults, or a
-    #: configured factory.  Negotiated only when the peer offers (server) or accepts
-    #: (client) it; the message limit applies to the inflated size.
-    deflate: PerMessageDeflateFactory | bool = False
-    index: int = field(default=-1, init=False)
-
-
-@dataclass
-class ClientConnectInfo:
-    """lws ``struct lws_client_connect_info``: where and how to connect.
-
-    ``protocol`` names the local :class:`Protocol` that gets the callbacks and is the
-    subprotocol asked for (lws does the same); ``subprotocols`` offers a different list.
-    ``host`` is the Host header (default ``address[:port]``). ``timeout``: seconds until
-    CLIENT_ESTABLISHED (default: the context's ``connect_timeout``, 5 s).
-    """
-
-    address: str
-    port: int = 80
-    path: str = "/"
-    host: str | None = None
-    origin: str | None = None
-    protocol: str | None = None
-    subprotocols: Sequence[str] | None = None
-    headers: Sequence[tuple[str, str]] = ()
-    ssl: bool | ClientTLS = False
-    timeout: float | None = None
-    user: Any = None
-
-
-def _best_array_loop() -> type[ArrayLoop]:
-    import select
-
-    if hasattr(select, "epoll"):
-        from lwsbridge.adapters.epoll_loop import EpollLoop
-
-        return EpollLoop
-    if hasattr(select, "poll"):
-        from lwsbridge.adapters.poll_loop import PollLoop
-
-        return PollLoop
-    from lwsbridge.adapters.select_loop import SelectLoop
-
-    return SelectLoop
 
 
 def _count_open_fds() -> int:
@@ -206,40 +96,6 @@ def _count_open_fds() -> int:
         return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own fd
     except OSError:
         return 3  # stdin, stdout, stderr
-
-
-def _deflate_factory(protocol: Protocol) -> PerMessageDeflateFactory | None:
-    d = protocol.deflate
-    if d is True:
-        d = protocol.deflate = PerMessageDeflateFactory()
-    return d or None
-
-
-class PollSink(TypingProtocol):
-    """What an adapter implements to mirror the context's poll set into its loop."""
-
-    def add_fd(self, fd: int, events: int) -> None: ...
-    def del_fd(self, fd: int) -> None: ...
-    def change_fd(self, fd: int, events: int) -> None: ...
-
-
-class PollFd:
-    """A ``struct pollfd`` for hosts that keep their own array."""
-
-    __slots__ = ("events", "fd", "revents")
-
-    def __init__(self, fd: int, events: int = 0, revents: int = 0) -> None:
-        self.fd = fd
-        self.events = events
-        self.revents = revents
-
-    def __repr__(self) -> str:
-        return f"PollFd(fd={self.fd}, events={self.events:#x}, revents={self.revents:#x})"
-
-
-class _PollFdLike(TypingProtocol):
-    fd: int
-    revents: int
 
 
 # How a connection's life is going, for the context's bookkeeping.
@@ -385,6 +241,20 @@ class Connection:
         ctx._queue_output(self)
         return len(payload)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes written but not yet taken by the kernel (lws_partial_buffered's count)."""
+        return self._out_bytes
+
+    def send_pipe_choked(self) -> bool:
+        """True while earlier output still waits for the socket (lws_send_pipe_choked)."""
+        return bool(self._out) and not self._known_writable
+
+    @property
+    def serving_file(self) -> bool:
+        """True while serve_file() is still streaming a file on this connection."""
+        return self._file is not None
+
     def close_reason(self, code: int, reason: str | bytes = b"") -> None:
         """Set the close code/reason used when a callback returns -1 (lws_close_reason)."""
         self.close_code = code
@@ -522,7 +392,6 @@ class Context:
             p.index = i
         self._by_name = {p.name: p for p in self.protocols}
         self._owner = threading.get_ident()
-        self._sink = poll_sink
         self._builtin: ArrayLoop | None = None
         self.max_message_size = max_message_size
         self.max_head_size = max_head_size
@@ -566,7 +435,7 @@ class Context:
             in_use,
             ", lowered by max_connections" if self.max_connections < limit else "",
         )
-        self._pollset = PollSet()
+        self._poll = PollReporter(self._notify_protocol0, poll_sink)
         self._conns: dict[int, Connection] = {}
         self._ready: deque[Connection] = deque()
         self._timers: list[tuple[float, int, int, int, Connection]] = []
@@ -589,9 +458,9 @@ class Context:
             self.port = self._listen.getsockname()[1]
         for p in self.protocols:
             self._call(None, p, Reason.PROTOCOL_INIT, None)
-        self._poll_add(self._wake_r, POLLIN)
+        self._poll.add(self._wake_r, POLLIN)
         if self._listen is not None:
-            self._poll_add(self._listen.fileno(), POLLIN)
+            self._poll.add(self._listen.fileno(), POLLIN)
 
     # ------------------------------------------------------------------ setup
 
@@ -624,41 +493,15 @@ class Context:
     def set_poll_sink(self, sink: PollSink | None) -> None:
         """Attach an adapter; it is told about every fd already in the poll set."""
         self._check_thread()
-        self._sink = sink
-        if sink is not None:
-            for fd, events in self._pollset.items():
-                sink.add_fd(fd, events)
+        self._poll.attach(sink)
 
-    # ------------------------------------------------------------------ poll reporting
+    @property
+    def poll_sink(self) -> PollSink | None:
+        """The attached adapter, if any."""
+        return self._poll.sink
 
-    def _report(self, change: PollChange) -> None:
-        p0 = self.protocols[0]
-        reason = Reason(int(change.kind))
-        self._call(None, p0, Reason.LOCK_POLL, change.args)
-        self._call(None, p0, reason, change.args)
-        self._call(None, p0, Reason.UNLOCK_POLL, change.args)
-        sink = self._sink
-        if sink is not None:
-            a = change.args
-            if change.kind is PollKind.ADD_POLL_FD:
-                sink.add_fd(a.fd, a.events)
-            elif change.kind is PollKind.DEL_POLL_FD:
-                sink.del_fd(a.fd)
-
-    def _poll_add(self, fd: int, events: int) -> None:
-        self._report(self._pollset.add(fd, events))
-
-    def _poll_del(self, fd: int) -> None:
-        if fd in self._pollset:
-            self._report(self._pollset.remove(fd))
-
-    def _poll_want(self, fd: int, events: int) -> None:
-        changes = self._pollset.want(fd, events)
-        if changes:
-            for change in changes:
-                self._report(change)
-            if self._sink is not None:
-                self._sink.change_fd(fd, events)
+    def _notify_protocol0(self, reason: Reason, args: PollArgs) -> None:
+        self._call(None, self.protocols[0], reason, args)
 
     def _update_interest(self, conn: Connection) -> None:
         if conn._phase == _DEAD or conn._phase == _CONNECTING:
@@ -675,7 +518,7 @@ class Context:
             )
         ):
             events |= POLLOUT
-        self._poll_want(conn.fd, events)
+        self._poll.want(conn.fd, events)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -697,11 +540,11 @@ class Context:
     # ------------------------------------------------------------------ public servicing
 
     @overload
-    def service_fd(self, pollfd: _PollFdLike) -> bool: ...
+    def service_fd(self, pollfd: PollFdLike) -> bool: ...
     @overload
     def service_fd(self, pollfd: int, revents: int) -> int: ...
 
-    def service_fd(self, pollfd: _PollFdLike | int, revents: int | None = None) -> bool | int:
+    def service_fd(self, pollfd: PollFdLike | int, revents: int | None = None) -> bool | int:
         """Service one ready fd (lws ``lws_service_fd``).
 
         With a pollfd object: if the fd is the context's it is serviced, its
@@ -714,12 +557,12 @@ class Context:
             if revents is None:
                 raise TypeError("service_fd(fd, revents) needs revents")
             fd, rev = pollfd, revents
-            if fd not in self._pollset:
+            if fd not in self._poll:
                 return rev
             self._service_guarded(fd, rev)
             return 0
         fd = pollfd.fd
-        if fd not in self._pollset:
+        if fd not in self._poll:
             return False
         rev = pollfd.revents
         pollfd.revents = 0
@@ -781,9 +624,9 @@ class Context:
         """
         self._check_thread()
         if self._builtin is None:
-            if self._sink is not None:
+            if self._poll.sink is not None:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
-            self._builtin = _best_array_loop()(self)  # attaches itself as the sink
+            self._builtin = load_loop(best_array_loop())(self)  # attaches itself as the sink
         self._builtin.run_once(timeout_ms)
 
     def cancel_service(self) -> None:
@@ -821,6 +664,31 @@ class Context:
             c for c in self._conns.values() if c._established and (p is None or c.protocol is p)
         ]
 
+    def all_connections(self) -> list[Connection]:
+        """Every live connection, in any phase (handshaking, open, closing, connecting)."""
+        self._check_thread()
+        return [*self._conns.values(), *(c for c in self._resolving if c.fd < 0)]
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections are alive (what :meth:`all_connections` would list)."""
+        return len(self._conns) + sum(1 for c in self._resolving if c.fd < 0)
+
+    @property
+    def listen_fd(self) -> int | None:
+        """The listening socket's fd (None without a listener or after destroy)."""
+        return None if self._listen is None or self._destroyed else self._listen.fileno()
+
+    @property
+    def wakeup_fd(self) -> int | None:
+        """The read end of the cancel_service wakeup (in the poll set; None after destroy)."""
+        return None if self._destroyed else self._wake_r
+
+    @property
+    def service_thread(self) -> int:
+        """The ident of the thread allowed to service this context."""
+        return self._owner
+
     def close(self, conn: Connection, code: int = 1000, reason: str = "") -> None:
         """Close ``conn`` from outside a callback (a close frame when open)."""
         self._check_thread()
@@ -836,9 +704,9 @@ class Context:
         for conn in [*self._conns.values(), *self._resolving]:
             self._kill(conn, "context destroyed")
         if self._listen is not None:
-            self._poll_del(self._listen.fileno())
+            self._poll.discard(self._listen.fileno())
             self._listen.close()
-        self._poll_del(self._wake_r)
+        self._poll.discard(self._wake_r)
         os.close(self._wake_r)
         os.close(self._wake_w)
         if self._spare_fd is not None:
@@ -857,7 +725,7 @@ class Context:
     @property
     def fds(self) -> list[tuple[int, int]]:
         """Every fd the context wants watched, with its events (a snapshot)."""
-        return self._pollset.items()
+        return self._poll.items()
 
     # ------------------------------------------------------------------ servicing internals
 
@@ -954,13 +822,12 @@ class Context:
                 self._tls_start(conn, self._server_tls, server_side=True, hostname=None)
             self._conns[conn.fd] = conn
             try:
-                self._poll_add(conn.fd, POLLIN)
+                self._poll.add(conn.fd, POLLIN)
             except Exception:
                 # The host's loop refused the fd (e.g. select() and fd >= 1024).
                 logger.exception("poll sink refused fd %d; dropping %r", conn.fd, conn)
                 self._conns.pop(conn.fd, None)
-                if conn.fd in self._pollset:
-                    self._pollset.remove(conn.fd)
+                self._poll.forget(conn.fd)
                 conn._phase = _DEAD
                 sock.close()
                 continue
@@ -1234,7 +1101,7 @@ class Context:
         limit = chosen.max_message_size
         if limit is not None:
             conn.core.max_message_size = limit
-        factory = _deflate_factory(chosen)
+        factory = chosen.deflate_factory()
         ext = factory.accept(ev.extensions) if factory is not None else None
         self._disarm(conn)
         conn._phase = _WS
@@ -1383,7 +1250,7 @@ class Context:
             self._kill(conn, f"connect to {addr[0]} port {addr[1]} failed: {os.strerror(err)}")
             return
         # Writable means connected (or failed: SO_ERROR says which).
-        self._poll_add(conn.fd, POLLOUT)
+        self._poll.add(conn.fd, POLLOUT)
 
     def _client_connected(self, conn: Connection) -> None:
         assert conn.sock is not None and conn._client_info is not None
@@ -1402,7 +1269,7 @@ class Context:
                 ctx = self._client_tls_cache[key] = settings.build()
             conn._tls_selfsigned = settings.allow_self_signed and not settings.insecure
             self._tls_start(conn, ctx, server_side=False, hostname=info.host or info.address)
-            self._poll_want(conn.fd, POLLIN)
+            self._poll.want(conn.fd, POLLIN)
             self._tls_handshake(conn)
             return
         self._client_send_request(conn)
@@ -1423,7 +1290,7 @@ class Context:
             h = f"[{info.address}]" if ":" in info.address else info.address
             host = h if info.port in (80, 443) else f"{h}:{info.port}"
         try:
-            factory = _deflate_factory(conn.protocol)
+            factory = conn.protocol.deflate_factory()
             exts = [factory] if factory is not None else []
             conn.core.initiate(host, info.path, offered, exts, info.origin, extra)
         except LocalProtocolError as exc:
@@ -1672,7 +1539,7 @@ class Context:
             logger.debug("%r closing: %s", conn, why)
         self._resolving.discard(conn)
         if conn.fd >= 0:
-            self._poll_del(conn.fd)
+            self._poll.discard(conn.fd)
             self._conns.pop(conn.fd, None)
         if conn.sock is not None:
             with contextlib.suppress(OSError):

@@ -88,7 +88,7 @@ class ArrayLoop:
             return
         self._kset(fd, 0, events)
 
-    def del_fd(self, fd: int) -> None:
+    def del_fd(self, fd: int, events: int = 0) -> None:
         try:
             old = self.events.pop(fd)
         except KeyError:
@@ -99,7 +99,7 @@ class ArrayLoop:
         else:
             self._kset(fd, old, 0)
 
-    def change_fd(self, fd: int, events: int) -> None:
+    def change_fd(self, fd: int, old: int, events: int) -> None:
         try:
             old = self.events[fd]
         except KeyError:

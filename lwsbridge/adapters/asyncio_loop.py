@@ -48,14 +48,14 @@ class AsyncioAdapter:
         self.events[fd] = 0
         self._set(fd, 0, events)
 
-    def del_fd(self, fd: int) -> None:
+    def del_fd(self, fd: int, events: int = 0) -> None:
         try:
             old = self.events.pop(fd)
         except KeyError:
             raise UnknownFdError(fd, "DEL", self.name) from None
         self._set(fd, old, 0)
 
-    def change_fd(self, fd: int, events: int) -> None:
+    def change_fd(self, fd: int, old: int, events: int) -> None:
         try:
             old = self.events[fd]
         except KeyError:

@@ -59,7 +59,7 @@ class GeventAdapter:
         if events:
             self._start(fd, events)
 
-    def del_fd(self, fd: int) -> None:
+    def del_fd(self, fd: int, events: int = 0) -> None:
         try:
             del self.events[fd]
         except KeyError:
@@ -72,7 +72,7 @@ class GeventAdapter:
         if closing_fd is not None:
             closing_fd(fd)
 
-    def change_fd(self, fd: int, events: int) -> None:
+    def change_fd(self, fd: int, old: int, events: int) -> None:
         if fd not in self.events:
             raise UnknownFdError(fd, "CHANGE", self.name)
         self.events[fd] = events

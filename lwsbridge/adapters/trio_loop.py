@@ -68,14 +68,14 @@ class TrioAdapter:
         self.fds[fd] = rec
         self._set(rec, events)
 
-    def del_fd(self, fd: int) -> None:
+    def del_fd(self, fd: int, events: int = 0) -> None:
         rec = self.fds.pop(fd, None)
         if rec is None:
             raise UnknownFdError(fd, "DEL", self.name)
         self._set(rec, 0)
         self._trio.lowlevel.notify_closing(fd)
 
-    def change_fd(self, fd: int, events: int) -> None:
+    def change_fd(self, fd: int, old: int, events: int) -> None:
         rec = self.fds.get(fd)
         if rec is None:
             raise UnknownFdError(fd, "CHANGE", self.name)

@@ -69,7 +69,7 @@ class ZmqPollerAdapter:
         if events:
             self.poller.register(fd, _to_zmq(events))
 
-    def del_fd(self, fd: int) -> None:
+    def del_fd(self, fd: int, events: int = 0) -> None:
         try:
             old = self.events.pop(fd)
         except KeyError:
@@ -78,7 +78,7 @@ class ZmqPollerAdapter:
         if old:
             self.poller.unregister(fd)
 
-    def change_fd(self, fd: int, events: int) -> None:
+    def change_fd(self, fd: int, old: int, events: int) -> None:
         try:
             old = self.events[fd]
         except KeyError:

@@ -296,7 +296,7 @@ def test_unknown_fd_is_an_error_naming_it(adapter, contexts) -> None:
     raised: list[str] = []
 
     def poke(ad: Any) -> None:
-        for call in (lambda: ad.del_fd(987654), lambda: ad.change_fd(987654, 1)):
+        for call in (lambda: ad.del_fd(987654), lambda: ad.change_fd(987654, 0, 1)):
             with pytest.raises(UnknownFdError, match="987654") as info:
                 call()
             raised.append(str(info.value))

@@ -298,7 +298,7 @@ def test_select_refuses_high_fd_at_attach(contexts) -> None:
         assert high
         with pytest.raises(ValueError, match=f"fd {high[0]} is >= FD_SETSIZE"):
             SelectLoop(ctx)
-        assert ctx._sink is None
+        assert ctx.poll_sink is None
     finally:
         for fd in held:
             os.close(fd)
@@ -384,7 +384,7 @@ def test_run_named_loop_until_stop_event(name, contexts) -> None:
     assert time.monotonic() - start < 9
     t.join(5)
     assert result.get("n") == 5, result
-    assert ctx._sink is None  # detached
+    assert ctx.poll_sink is None  # detached
 
 
 def test_run_unknown_loop(contexts) -> None:

@@ -1,0 +1,104 @@
+"""The poll reporter (lws ``core-net/pollfd.c``): the poll set, the sink, protocol 0's reports.
+
+One object owns what the context wants watched.  Callers say what they want for an
+fd; the :class:`~lwsbridge.core.pollset.PollSet` diffs it against what is watched,
+and only a real change is reported, twice over: to protocol 0's callback as
+``LOCK_POLL`` / the change / ``UNLOCK_POLL`` (lws's external-poll contract), and to
+the attached :class:`~lwsbridge.vocabulary.PollSink` (an adapter), with the old and
+new masks so that the adapter keeps no table of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lwsbridge.core.pollset import PollArgs, PollChange, PollKind, PollSet
+from lwsbridge.vocabulary import PollSink, Reason
+
+__all__ = ["REASON_OF_KIND", "PollReporter"]
+
+#: The core's poll kinds and the callback reasons they are reported as.  Written out,
+#: not derived from equal numbers: the core knows nothing of callback reasons.
+REASON_OF_KIND: dict[PollKind, Reason] = {
+    PollKind.ADD_POLL_FD: Reason.ADD_POLL_FD,
+    PollKind.DEL_POLL_FD: Reason.DEL_POLL_FD,
+    PollKind.SET_MODE_POLL_FD: Reason.SET_MODE_POLL_FD,
+    PollKind.CLEAR_MODE_POLL_FD: Reason.CLEAR_MODE_POLL_FD,
+}
+
+#: ``notify(reason, args)``: how protocol 0 hears of a change
+Notify = Callable[[Reason, Any], Any]
+
+
+class PollReporter:
+    """Owns the poll set and the sink; reports every change to both."""
+
+    __slots__ = ("_notify", "_set", "_sink")
+
+    def __init__(self, notify: Notify, sink: PollSink | None = None) -> None:
+        self._set = PollSet()
+        self._sink = sink
+        self._notify = notify
+
+    # -- queries -------------------------------------------------------------------------
+
+    def __contains__(self, fd: object) -> bool:
+        return fd in self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def items(self) -> list[tuple[int, int]]:
+        """Every fd watched, with its events (a snapshot)."""
+        return self._set.items()
+
+    @property
+    def sink(self) -> PollSink | None:
+        return self._sink
+
+    def attach(self, sink: PollSink | None) -> None:
+        """Attach (or, with None, detach) a sink; it is told of every fd already watched."""
+        self._sink = sink
+        if sink is not None:
+            for fd, events in self._set.items():
+                sink.add_fd(fd, events)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def add(self, fd: int, events: int) -> None:
+        """Start watching ``fd`` (ADD_POLL_FD); the sink may refuse by raising."""
+        change = self._set.add(fd, events)
+        self._tell_protocol0(change)
+        if self._sink is not None:
+            self._sink.add_fd(fd, events)
+
+    def discard(self, fd: int) -> None:
+        """Stop watching ``fd`` (DEL_POLL_FD), before it is closed; no-op when not watched."""
+        if fd not in self._set:
+            return
+        change = self._set.remove(fd)
+        self._tell_protocol0(change)
+        if self._sink is not None:
+            self._sink.del_fd(fd, change.args.prev_events)
+
+    def forget(self, fd: int) -> None:
+        """Drop ``fd`` without reporting (its ADD was refused by the sink)."""
+        if fd in self._set:
+            self._set.remove(fd)
+
+    def want(self, fd: int, events: int) -> None:
+        """Watch ``events`` on ``fd``: SET_MODE / CLEAR_MODE only for what changes."""
+        changes = self._set.want(fd, events)
+        if changes:
+            for change in changes:
+                self._tell_protocol0(change)
+            if self._sink is not None:
+                self._sink.change_fd(fd, changes[0].args.prev_events, events)
+
+    def _tell_protocol0(self, change: PollChange) -> None:
+        args: PollArgs = change.args
+        notify = self._notify
+        notify(Reason.LOCK_POLL, args)
+        notify(REASON_OF_KIND[change.kind], args)
+        notify(Reason.UNLOCK_POLL, args)
