@@ -19,7 +19,7 @@ from lwsbridge.core.deflate import PerMessageDeflateFactory
 from lwsbridge.tls import ClientTLS
 
 if TYPE_CHECKING:
-    from lwsbridge.context import Connection
+    from lwsbridge.connection import Connection
 
 __all__ = [
     "CLOSE",

@@ -201,6 +201,11 @@ class WSConnection:
         return ev
 
     @property
+    def out_in_message(self) -> bool:
+        """A fragmented message we send is in progress (its next frame is a continuation)."""
+        return self._out_in_message
+
+    @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
 

@@ -95,11 +95,11 @@ def test_writeable_discipline_slow_reader(adapter, contexts, workers) -> None:
             state["conn"] = conn
             conn.callback_on_writable()
         elif reason is Reason.SERVER_WRITEABLE:
-            state["entry_out"].append(conn._out_bytes)
+            state["entry_out"].append(conn.buffered_bytes)
             i = state["writes"]
             conn.write(bytes([i & 0xFF]) * msg_size, WriteKind.BINARY)
             state["writes"] = i + 1
-            state["max_out"] = max(state["max_out"], conn._out_bytes)
+            state["max_out"] = max(state["max_out"], conn.buffered_bytes)
             if state["writes"] < count:
                 conn.callback_on_writable()
         return 0
@@ -129,7 +129,7 @@ def test_writeable_discipline_slow_reader(adapter, contexts, workers) -> None:
     def stalled() -> bool:
         conn = state["conn"]
         if conn is not None:
-            state["max_out"] = max(state["max_out"], conn._out_bytes)
+            state["max_out"] = max(state["max_out"], conn.buffered_bytes)
         if state["writes"] != stall["last"]:
             stall["last"], stall["since"] = state["writes"], time.monotonic()
             return False

@@ -105,8 +105,8 @@ def test_serve_file_streams_not_whole(make_ctx, client, root) -> None:
     pump(stepper(ctx), lambda: files.uris, "the request")
     settle(stepper(ctx), 0.2)
     conn = next(iter(ctx._conns.values()))
-    assert conn._file is not None and conn._out_bytes <= 64 * 1024 + 1024
-    assert conn._file.tell() < SIZE
+    assert conn.serving_file and conn.buffered_bytes <= 64 * 1024 + 1024
+    assert conn.file.tell() < SIZE
     resp = pump(stepper(ctx), c.take_response, "the whole response")
     assert resp.status == 200 and resp.body == data
 

@@ -7,23 +7,26 @@ import logging
 from wsclient import Echo, handshake, stepper, text, wait_eof, wait_frame
 
 from lwsbridge.context import POLLIN, Protocol
+from lwsbridge.core.connection import WSConnection
 
 
-def test_internal_error_closes_only_that_connection(make_ctx, client, caplog) -> None:
+def test_internal_error_closes_only_that_connection(make_ctx, client, caplog, monkeypatch) -> None:
     echo = Echo()
     ctx = make_ctx([Protocol("echo", echo.callback)])
     bad, good = client(ctx.port), client(ctx.port)
     handshake(ctx, bad)
     handshake(ctx, good)
-    bad_conn = next(c for c in ctx._conns.values() if c.peer[1] == bad.sock.getsockname()[1])
-    real_read = ctx._read
+    port = bad.sock.getsockname()[1]
+    bad_core = next(c for c in ctx.all_connections() if c.peer[1] == port).core
+    real_receive = WSConnection.receive_data
 
-    def faulty_read(conn):  # type: ignore[no-untyped-def]
-        if conn is bad_conn:
+    def faulty_receive(core, data):  # type: ignore[no-untyped-def]
+        # A bug of ours below service_fd (here: in the core) while reading one connection.
+        if core is bad_core:
             raise RuntimeError("simulated bug")
-        return real_read(conn)
+        return real_receive(core, data)
 
-    ctx._read = faulty_read  # type: ignore[method-assign]
+    monkeypatch.setattr(WSConnection, "receive_data", faulty_receive)
     caplog.set_level(logging.ERROR, logger="lwsbridge")
     bad.send(text("boom"))
     # Driving the context by hand: service_fd must not raise into the host.
@@ -34,4 +37,4 @@ def test_internal_error_closes_only_that_connection(make_ctx, client, caplog) ->
     good.send(text("still here"))
     assert wait_frame(ctx, good).payload == b"still here"
     # and the plain-int form reports the fd as handled
-    assert ctx.service_fd(ctx._wake_r, POLLIN) == 0
+    assert ctx.service_fd(ctx.wakeup_fd, POLLIN) == 0

@@ -39,8 +39,8 @@ def test_poll_events_accept_upgrade_echo_close_exact(make_ctx, client) -> None:
     echo = Echo(hook=loop.on_p0)
     ctx = make_ctx([Protocol("echo", echo.callback)])
     loop.ctx = ctx
-    listen_fd = ctx._listen.fileno()
-    wake_fd = ctx._wake_r
+    listen_fd = ctx.listen_fd
+    wake_fd = ctx.wakeup_fd
     # Creation: the wakeup pipe and the listener, both POLLIN.
     assert sorted(loop.log) == sorted([(ADD, wake_fd, POLLIN, 0), (ADD, listen_fd, POLLIN, 0)])
     assert sorted(ctx.fds) == sorted([(wake_fd, POLLIN), (listen_fd, POLLIN)])
@@ -163,13 +163,13 @@ def test_service_fd_foreign_fd_untouched_ours_zeroed(make_ctx, client) -> None:
         pfd = PollFd(mine.fileno(), POLLIN, POLLIN | POLLOUT)
         assert ctx.service_fd(pfd) is False
         assert (pfd.fd, pfd.events, pfd.revents) == (mine.fileno(), POLLIN, POLLIN | POLLOUT)
-        ours = PollFd(ctx._wake_r, POLLIN, POLLIN)
+        ours = PollFd(ctx.wakeup_fd, POLLIN, POLLIN)
         assert ctx.service_fd(ours) is False  # no connection closed
         assert ours.revents == 0
         # The (fd, revents) int form.
         assert ctx.service_fd(mine.fileno(), POLLIN | POLLOUT) == POLLIN | POLLOUT
         assert ctx.service_fd(mine.fileno(), 0) == 0
-        assert ctx.service_fd(ctx._listen.fileno(), POLLIN) == 0
+        assert ctx.service_fd(ctx.listen_fd, POLLIN) == 0
         conn = next(iter(ctx._conns.values()))
         assert ctx.service_fd(conn.fd, POLLIN) == 0  # nothing to read: handled anyway
         assert conn.fd in ctx._conns

@@ -83,10 +83,10 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
         if reason is Reason.ESTABLISHED:
             conn.callback_on_writable()
         elif reason is Reason.SERVER_WRITEABLE:
-            state["entry_out"].append(conn._out_bytes)
+            state["entry_out"].append(conn.buffered_bytes)
             conn.write(payload, WriteKind.BINARY)
             state["writes"] += 1
-            state["max_out"] = max(state["max_out"], conn._out_bytes)
+            state["max_out"] = max(state["max_out"], conn.buffered_bytes)
             conn.callback_on_writable()
         return 0
 
@@ -98,7 +98,7 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
 
     def step() -> None:
         ctx.service(10)
-        state["max_out"] = max(state["max_out"], conn._out_bytes)
+        state["max_out"] = max(state["max_out"], conn.buffered_bytes)
 
     # Keep servicing until WRITEABLE stops coming: the kernel buffers are full.
     last = -1
@@ -114,7 +114,7 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
         assert time.monotonic() < deadline, "WRITEABLE never stopped for a non-reading peer"
     stalled = state["writes"]
     assert stalled >= 2
-    assert conn._out_bytes > 0, "the stall is a partial write waiting for POLLOUT"
+    assert conn.buffered_bytes > 0, "the stall is a partial write waiting for POLLOUT"
     assert state["max_out"] <= bound, state["max_out"]
     assert all(n == 0 for n in state["entry_out"]), "WRITEABLE with unsent bytes buffered"
     assert ctx.fds and dict(ctx.fds)[conn.fd] & 0x4  # POLLOUT wanted

@@ -1,0 +1,236 @@
+"""A connection (lws ``struct lws``, the "wsi"): what callbacks get, and its bookkeeping.
+
+The methods are the lws per-connection API (``lws_write``, ``lws_callback_on_writable``,
+``lws_rx_flow_control``, ...); each hands the work to the context, which owns the
+sockets.  The attributes below the public ones are the state the context's parts
+keep per connection; callbacks may read them but never change them.  The phase is
+the connection's own: it moves only through :meth:`Connection.enter`, along the
+table in :mod:`lwsbridge.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from lwsbridge.core.connection import WSConnection
+from lwsbridge.core.errors import LocalProtocolError
+from lwsbridge.core.events import DataReceived, Headers
+from lwsbridge.core.state import Role
+from lwsbridge.fileserve import FileStream
+from lwsbridge.lifecycle import TRANSITIONS, Phase
+from lwsbridge.output import Output
+from lwsbridge.tls_transport import TLSTransport
+from lwsbridge.vocabulary import ClientConnectInfo, Protocol, WriteKind
+
+if TYPE_CHECKING:
+    from lwsbridge.context import Context
+
+__all__ = ["Connection"]
+
+
+class Connection:
+    """One connection.  Made by the context only."""
+
+    __slots__ = (
+        "__weakref__",
+        "_phase",
+        "alive",
+        "awaiting_pong",
+        "client_info",
+        "close_code",
+        "close_reason_text",
+        "context",
+        "core",
+        "established",
+        "fd",
+        "file",
+        "handshake_headers",
+        "held",
+        "output",
+        "peer",
+        "protocol",
+        "responded",
+        "role",
+        "rx_enabled",
+        "rx_event",
+        "sock",
+        "timer_gens",
+        "tls",
+        "user",
+        "want_writable",
+        "wrote",
+    )
+
+    def __init__(
+        self,
+        context: Context,
+        sock: socket.socket | None,
+        peer: Any,
+        core: WSConnection,
+        client_info: ClientConnectInfo | None = None,
+    ) -> None:
+        self.context = context
+        self.sock = sock
+        self.fd = sock.fileno() if sock is not None else -1
+        self.peer = peer
+        self.core = core
+        self.protocol: Protocol = context.protocols[0]
+        self.user: Any = None
+        self.close_code: int | None = None
+        self.close_reason_text = ""
+        #: Role.SERVER for accepted connections, Role.CLIENT for client_connect()
+        self.role: Role = core.role
+        #: the client's connect info (None on the server side)
+        self.client_info = client_info
+        self._phase = Phase.CONNECTING if client_info is not None else Phase.HTTP
+        #: False once closed (phase DEAD): nothing more happens on it
+        self.alive = True
+        #: ESTABLISHED / CLIENT_ESTABLISHED was delivered
+        self.established = False
+        self.output = Output()
+        self.want_writable = False
+        self.rx_enabled = True
+        #: events kept while reading is paused (rx_flow_control)
+        self.held: deque[Any] = deque()
+        #: the message piece being delivered in RECEIVE (fragment accessors read it)
+        self.rx_event: DataReceived | None = None
+        self.handshake_headers: Headers | None = None
+        self.wrote = False
+        self.responded = False
+        self.file: FileStream | None = None
+        #: one generation per TimerKind (owned by lwsbridge.timers)
+        self.timer_gens = [0, 0, 0]
+        self.awaiting_pong = False
+        self.tls: TLSTransport | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection fd={self.fd} peer={self.peer!r} protocol={self.protocol.name!r}>"
+
+    # -- the phase ------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    def enter(self, phase: Phase) -> None:
+        """Move to ``phase``; a move missing from lifecycle.TRANSITIONS is a bug."""
+        if phase not in TRANSITIONS[self._phase]:
+            raise LocalProtocolError(f"{self!r}: no transition {self._phase.name} -> {phase.name}")
+        self._phase = phase
+        if phase is Phase.DEAD:
+            self.alive = False
+
+    @property
+    def is_client(self) -> bool:
+        return self.client_info is not None
+
+    # -- lws_callback_on_writable / lws_write ------------------------------------------
+
+    def callback_on_writable(self) -> None:
+        """Ask for one WRITEABLE callback (lws ``lws_callback_on_writable``)."""
+        self.context.callback_on_writable(self)
+
+    def write(self, data: bytes | str, kind: WriteKind = WriteKind.TEXT, final: bool = True) -> int:
+        """Write one frame (lws ``lws_write``); only inside a WRITEABLE callback, once.
+
+        ``kind`` TEXT/BINARY starts a message, CONTINUATION continues one; ``final``
+        False leaves the message open (lws ``LWS_WRITE_NO_FIN``).  Returns the bytes
+        of payload accepted.  The frame is queued in full: a partial kernel write is
+        finished before the next WRITEABLE.
+        """
+        return self.context.write(self, data, kind, final)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes written but not yet taken by the kernel (lws_partial_buffered's count)."""
+        return self.output.nbytes
+
+    def send_pipe_choked(self) -> bool:
+        """True while earlier output still waits for the socket (lws_send_pipe_choked)."""
+        return self.output.choked()
+
+    @property
+    def serving_file(self) -> bool:
+        """True while serve_file() is still streaming a file on this connection."""
+        return self.file is not None
+
+    def close_reason(self, code: int, reason: str | bytes = b"") -> None:
+        """Set the close code/reason used when a callback returns -1 (lws_close_reason)."""
+        self.close_code = code
+        self.close_reason_text = reason.decode("utf-8") if isinstance(reason, bytes) else reason
+
+    def rx_flow_control(self, enable: bool) -> None:
+        """Stop (False) or resume (True) reading this connection (lws_rx_flow_control)."""
+        self.context.rx_flow_control(self, enable)
+
+    def set_timer(self, seconds: float | None) -> None:
+        """One TIMER callback after ``seconds`` (lws_set_timer_usecs); None cancels."""
+        self.context.set_timer(self, seconds)
+
+    # -- fragment accessors, valid inside RECEIVE ----------------------------------------
+
+    def _event(self) -> DataReceived:
+        if self.rx_event is None:
+            raise LocalProtocolError("fragment accessors are valid only inside RECEIVE")
+        return self.rx_event
+
+    def is_first_fragment(self) -> bool:
+        cur = self.rx_event
+        return (cur if cur is not None else self._event()).is_first
+
+    def is_final_fragment(self) -> bool:
+        cur = self.rx_event
+        return (cur if cur is not None else self._event()).is_final
+
+    def remaining_packet_payload(self) -> int:
+        return self._event().remaining
+
+    def frame_is_binary(self) -> bool:
+        cur = self.rx_event
+        return (cur if cur is not None else self._event()).is_binary
+
+    # -- headers, valid until ESTABLISHED returns ----------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """A request header (lws_hdr_copy); only until ESTABLISHED has returned."""
+        headers = self.headers()
+        value = headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    def headers(self) -> Headers:
+        if self.handshake_headers is None:
+            raise LocalProtocolError(
+                "handshake headers are dropped after ESTABLISHED; copy what you need "
+                "in FILTER_PROTOCOL_CONNECTION or ESTABLISHED"
+            )
+        return self.handshake_headers
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def http_response(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        content_type: str = "text/html; charset=utf-8",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer the current HTTP request in one go (lws_return_http_status style)."""
+        self.context.http_response(self, status, body, content_type, headers)
+
+    def serve_file(
+        self,
+        path: str,
+        content_type: str = "application/octet-stream",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> bool:
+        """Stream a file under the context's resource root (lws_serve_http_file).
+
+        ``path`` is relative to the root (a leading "/" is the root itself); ``..``,
+        and symlinks leading out of the root, are refused with 404 like a missing
+        file.  The file is sent in chunks as the socket drains, never read whole.
+        Returns False when a 404 was sent.
+        """
+        return self.context.serve_file(self, path, content_type, headers)

@@ -1,0 +1,165 @@
+"""The listener (lws ``roles/listen``): the listening socket, accept batches, the limit.
+
+It accepts up to a batch per readiness, keeps the connection limit (lws derives it
+from RLIMIT_NOFILE less the fds in use) and answers 503 above it, once per socket,
+with one log line per burst.  When the process runs out of fds it frees a spare fd,
+takes the connection off the backlog and refuses it, so the listener never spins
+(libev's trick).  It hands accepted, configured sockets to the context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lwsbridge.keepalive import TCPKeepalive
+from lwsbridge.log import NOTICE, logger
+
+__all__ = ["ACCEPT_BATCH", "Listener", "connection_limit"]
+
+ACCEPT_BATCH = 64
+
+_BUSY_BODY = b"server at its connection limit\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+def _count_open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own fd
+    except OSError:
+        return 3  # stdin, stdout, stderr
+
+
+def connection_limit(max_connections: int | None) -> int:
+    """lws's limit: RLIMIT_NOFILE less the fds open now and a few spare; logged.
+
+    Raises ValueError (with what to do) when there is no room at all.
+    """
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # a few for the host and for the context's own pipe, listener and spare fd
+    in_use = _count_open_fds()
+    limit = (soft if soft != resource.RLIM_INFINITY else 1 << 20) - in_use - 8
+    if limit < 1:
+        raise ValueError(
+            f"RLIMIT_NOFILE soft limit {soft} leaves no room for connections "
+            f"({in_use} fds already open); raise it with 'ulimit -n'"
+        )
+    chosen = min(max_connections or limit, limit)
+    logger.log(
+        NOTICE,
+        "connection limit %d (RLIMIT_NOFILE %s, %d fds in use%s)",
+        chosen,
+        soft,
+        in_use,
+        ", lowered by max_connections" if chosen < limit else "",
+    )
+    return chosen
+
+
+class Listener:
+    """A bound, listening, non-blocking socket and what accepting from it takes."""
+
+    __slots__ = ("_refused_burst", "_sock", "_spare_fd", "keepalive", "limit")
+
+    def __init__(
+        self,
+        interface: str | None,
+        port: int,
+        backlog: int,
+        *,
+        limit: int,
+        keepalive: TCPKeepalive,
+    ) -> None:
+        host = interface or ""
+        family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+        self._refused_burst = 0
+        self.limit = limit
+        self.keepalive = keepalive
+
+    @property
+    def fd(self) -> int:
+        return self._sock.fileno()
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    def accept(self, live: Callable[[], int]) -> Iterator[tuple[socket.socket, Any]]:
+        """Accepted sockets (non-blocking, NODELAY, keepalive set), one batch at most.
+
+        ``live()`` is the number of connections now: at the limit, a socket gets the
+        503 and is closed here instead of being yielded.
+        """
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = self._sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd is not None:
+                    self._refuse_out_of_fds()
+                    return
+                logger.warning("accept failed: %s", exc)
+                return
+            if live() >= self.limit:
+                self._refuse_over_limit(sock, peer)
+                continue
+            if self._refused_burst:
+                logger.log(NOTICE, "accepting again after refusing %d", self._refused_burst)
+                self._refused_burst = 0
+            self.keepalive.apply(sock)
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            yield sock, peer
+
+    def _refuse_out_of_fds(self) -> None:
+        assert self._spare_fd is not None
+        os.close(self._spare_fd)
+        self._spare_fd = None
+        with contextlib.suppress(OSError):
+            s, p = self._sock.accept()
+            s.close()
+            logger.log(NOTICE, "refused connection from %s: out of file descriptors", p)
+        with contextlib.suppress(OSError):
+            self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+
+    def _refuse_over_limit(self, sock: socket.socket, peer: Any) -> None:
+        """At the connection limit: say 503 if the socket takes it at once, and close."""
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            sock.send(_BUSY)
+        sock.close()
+        if not self._refused_burst:
+            logger.log(
+                NOTICE,
+                "at the limit of %d connections: refusing new ones (first: %s)",
+                self.limit,
+                peer,
+            )
+        self._refused_burst += 1
+
+    def close(self) -> None:
+        self._sock.close()
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
