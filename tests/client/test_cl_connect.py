@@ -269,7 +269,11 @@ def test_filter_pre_establish_nonzero_aborts(make_ctx: Any, test_server: Any) ->
     assert "PRE_ESTABLISH" in why, why
     assert len(seen) == 1
     # the server's test-server protocols forget the connection too
-    pump(stepper(ctx, test_server, ms=2), lambda: not test_server._conns, "the server side close")
+    pump(
+        stepper(ctx, test_server, ms=2),
+        lambda: not test_server.connection_count,
+        "the server side close",
+    )
 
 
 def test_filter_pre_establish_sees_response_headers(make_ctx: Any) -> None:

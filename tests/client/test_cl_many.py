@@ -73,8 +73,8 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
             20.0,
         )
         # every connection is open at once, on both sides
-        assert len(ctx._conns) == N_CLIENTS
-        assert len(server._conns) == N_CLIENTS
+        assert ctx.connection_count == N_CLIENTS
+        assert server.connection_count == N_CLIENTS
         closing.append(True)
         for c in conns:
             c.callback_on_writable()
@@ -89,6 +89,10 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
         for c in conns:
             assert rec.received(c) == [msg[c].encode()], (c, rec.of(c))
             assert rec.count(c, Reason.CLOSED) == 1
-        pump(step, lambda: not server._conns and not ctx._conns, "every connection to go")
+        pump(
+            step,
+            lambda: not server.connection_count and not ctx.connection_count,
+            "every connection to go",
+        )
     finally:
         server.destroy()

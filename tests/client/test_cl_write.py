@@ -329,7 +329,7 @@ def test_client_returns_minus_one_close_1000_closed_once(make_ctx: Any) -> None:
     assert rec.count(conn, Reason.CLOSED) == 1
     assert rec.count(conn, Reason.CLIENT_CONNECTION_ERROR) == 0
     assert rec.count(conn, Reason.WS_PEER_INITIATED_CLOSE) == 0
-    assert not ctx._conns
+    assert not ctx.connection_count
 
 
 def test_close_reason_is_sent(make_ctx: Any) -> None:
@@ -353,10 +353,10 @@ def test_client_close_against_echo_server(make_ctx: Any, echo_server: Context) -
     conn = _connect(ctx, echo_server.port)
     step = stepper(ctx, echo_server, ms=2)
     pump(step, lambda: rec.ended(conn), "CLOSED")
-    pump(step, lambda: not echo_server._conns, "the server side to go")
+    pump(step, lambda: not echo_server.connection_count, "the server side to go")
     settle(step, 0.1)
     assert rec.count(conn, Reason.CLOSED) == 1
-    assert not ctx._conns
+    assert not ctx.connection_count
 
 
 @pytest.mark.parametrize("how", ["close-frame", "close-frame-no-fin", "tcp-fin", "tcp-reset"])
@@ -389,7 +389,7 @@ def test_server_closes(make_ctx: Any, how: str) -> None:
         assert rec.count(conn, Reason.WS_PEER_INITIATED_CLOSE) == 1
         closes = [f for f in frames if f.opcode == CLOSE]
         assert len(closes) == 1 and closes[0].masked and closes[0].close_code == 1001
-    assert not ctx._conns
+    assert not ctx.connection_count
 
 
 def test_test_server_closeme(make_ctx: Any, test_server: Context) -> None:

@@ -25,7 +25,7 @@ def make_ctx() -> Iterator[Callable[..., Context]]:
 
     yield make
     for ctx in made:
-        if ctx._owner != threading.get_ident():
+        if ctx.service_thread != threading.get_ident():
             ctx.adopt_thread()
         ctx.destroy()
 

@@ -53,7 +53,7 @@ def test_dumb_increment_counts_every_50ms(server, client) -> None:
     assert (f.close_code, f.close_reason) == (1001, "seeya")
     c.send(close_frame(1001))
     wait_eof(ctx, c)
-    pump(stepper(ctx), lambda: not ctx._conns, "the connection to go")
+    pump(stepper(ctx), lambda: not ctx.connection_count, "the connection to go")
 
 
 def test_dumb_increment_short_messages_ignored(server, client) -> None:

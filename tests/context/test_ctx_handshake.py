@@ -120,7 +120,7 @@ def test_headers_window(make_ctx, client) -> None:
     assert seen["filter"] == host and seen["established"] == host
     assert seen["filter_target"] == "/chat?room=1"
     assert seen["missing"] is None and seen["custom"] == "yes"
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     # After ESTABLISHED returned, from outside a callback too.
     with pytest.raises(LocalProtocolError, match="FILTER_PROTOCOL_CONNECTION"):
         conn.header("host")

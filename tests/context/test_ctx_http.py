@@ -92,7 +92,7 @@ def test_serve_file_3mb_with_http_client(make_ctx, root) -> None:
     assert files.completions == 2
     # Both on one connection: one CLOSED_HTTP at most, one connection accepted.
     settle(stepper(ctx), 0.05)
-    assert len(ctx._conns) <= 1
+    assert ctx.connection_count <= 1
 
 
 def test_serve_file_streams_not_whole(make_ctx, client, root) -> None:
@@ -104,7 +104,7 @@ def test_serve_file_streams_not_whole(make_ctx, client, root) -> None:
     c.send_get("/big.bin")
     pump(stepper(ctx), lambda: files.uris, "the request")
     settle(stepper(ctx), 0.2)
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     assert conn.serving_file and conn.buffered_bytes <= 64 * 1024 + 1024
     assert conn.file.tell() < SIZE
     resp = pump(stepper(ctx), c.take_response, "the whole response")
@@ -129,7 +129,7 @@ def test_keepalive_two_requests_raw(make_ctx, client, root) -> None:
     r3 = pump(stepper(ctx), c.take_response, "response 3")
     assert r3.status == 200 and r3.headers.get("connection") == "close"
     wait_eof(ctx, c)
-    pump(stepper(ctx), lambda: not ctx._conns, "the connection to go")
+    pump(stepper(ctx), lambda: not ctx.connection_count, "the connection to go")
 
 
 @pytest.mark.parametrize(

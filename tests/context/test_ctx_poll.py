@@ -47,7 +47,9 @@ def test_poll_events_accept_upgrade_echo_close_exact(make_ctx, client) -> None:
     start = len(loop.log)
 
     c = client(ctx.port)
-    conn = pump(loop.run_once, lambda: ctx._conns and next(iter(ctx._conns.values())), "accept")
+    conn = pump(
+        loop.run_once, lambda: ctx.all_connections() and next(iter(ctx.all_connections())), "accept"
+    )
     fd = conn.fd
     assert loop.log[start:] == [(ADD, fd, POLLIN, 0)]
 
@@ -114,8 +116,8 @@ def test_pollout_set_and_cleared_when_kernel_full(make_ctx, client) -> None:
     loop.ctx = ctx
     c = client(ctx.port, rcvbuf=32768)
     c.send_upgrade()
-    pump(loop.run_once, lambda: ctx._conns, "accept")
-    fd = next(iter(ctx._conns))
+    pump(loop.run_once, lambda: ctx.all_connections(), "accept")
+    fd = ctx.all_connections()[0].fd
     pump(loop.run_once, lambda: sent, "the big write")
     assert (SET, fd, POLLIN | POLLOUT, POLLIN) in loop.log
     assert (CLEAR, fd, POLLIN, POLLIN | POLLOUT) not in loop.log
@@ -170,9 +172,9 @@ def test_service_fd_foreign_fd_untouched_ours_zeroed(make_ctx, client) -> None:
         assert ctx.service_fd(mine.fileno(), POLLIN | POLLOUT) == POLLIN | POLLOUT
         assert ctx.service_fd(mine.fileno(), 0) == 0
         assert ctx.service_fd(ctx.listen_fd, POLLIN) == 0
-        conn = next(iter(ctx._conns.values()))
+        conn = next(iter(ctx.all_connections()))
         assert ctx.service_fd(conn.fd, POLLIN) == 0  # nothing to read: handled anyway
-        assert conn.fd in ctx._conns
+        assert conn in ctx.all_connections()
         # A PollFd whose connection closes during servicing returns True.
         c.send(close_frame(1000))
         time.sleep(0.05)

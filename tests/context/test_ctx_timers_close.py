@@ -37,7 +37,7 @@ def test_set_timer_one_callback_after_delay(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     t0 = time.monotonic()
     conn.set_timer(0.05)
     nt = ctx.next_timeout()
@@ -75,7 +75,7 @@ def test_set_timer_none_cancels(make_ctx, client) -> None:
     c = client(ctx.port)
     handshake(ctx, c)
     assert ctx.next_timeout() is None
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     conn.set_timer(0.05)
     conn.set_timer(None)
     assert ctx.next_timeout() is None
@@ -111,7 +111,7 @@ def test_handshake_timeout(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", echo.callback)], handshake_timeout=0.2)
     c = client(ctx.port)
     t0 = time.monotonic()
-    pump(stepper(ctx), lambda: ctx._conns, "accept")
+    pump(stepper(ctx), lambda: ctx.all_connections(), "accept")
     nt = ctx.next_timeout()
     assert nt is not None and nt <= 200
     wait_eof(ctx, c, "the handshake timeout")
@@ -120,7 +120,7 @@ def test_handshake_timeout(make_ctx, client) -> None:
     assert c.buf == b"", "a silent client gets no response, just the close"
     assert echo.count(Reason.CLOSED_HTTP) == 1
     assert echo.count(Reason.CLOSED) == 0
-    assert not ctx._conns
+    assert not ctx.connection_count
 
 
 def test_handshake_timeout_partial_head(make_ctx, client) -> None:
@@ -175,7 +175,7 @@ def test_callback_returns_close(make_ctx, client, msg, code, reason) -> None:
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
     assert echo.count(Reason.WS_PEER_INITIATED_CLOSE) == 0
-    assert not ctx._conns
+    assert not ctx.connection_count
 
 
 def test_callback_close_peer_never_answers(make_ctx, client) -> None:
@@ -203,7 +203,7 @@ def test_peer_close_frame(make_ctx, client) -> None:
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.WS_PEER_INITIATED_CLOSE) == 1
     assert echo.count(Reason.CLOSED) == 1
-    assert not ctx._conns
+    assert not ctx.connection_count
 
 
 def test_peer_fin_without_close(make_ctx, client) -> None:
@@ -219,7 +219,7 @@ def test_peer_fin_without_close(make_ctx, client) -> None:
     assert time.monotonic() - t0 < 1.0
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
-    assert not ctx._conns and len(ctx.fds) == 2
+    assert not ctx.connection_count and len(ctx.fds) == 2
 
 
 def test_peer_rst(make_ctx, client) -> None:
@@ -231,7 +231,7 @@ def test_peer_rst(make_ctx, client) -> None:
     pump(stepper(ctx), lambda: echo.count(Reason.CLOSED), "CLOSED after RST")
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
-    assert not ctx._conns and len(ctx.fds) == 2
+    assert not ctx.connection_count and len(ctx.fds) == 2
 
 
 def test_peer_rst_with_output_queued(make_ctx, client) -> None:
@@ -240,7 +240,7 @@ def test_peer_rst_with_output_queued(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", echo.callback)])
     c = client(ctx.port, rcvbuf=4096)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     for _ in range(30):
         c.send(text(b"y" * 60000))

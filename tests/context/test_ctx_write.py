@@ -46,7 +46,7 @@ def test_write_outside_writeable_raises(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     # Outside any callback.
     try:
         conn.write(b"x")
@@ -93,7 +93,7 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port, rcvbuf=65536)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     bound = MSG + 16
 
     def step() -> None:
@@ -185,7 +185,7 @@ def test_rx_flow_control(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = next(iter(ctx.all_connections()))
     # "stop" and two more in one TCP write: the two are parsed but held.
     c.send(text("stop") + text("a") + text("b"))
     pump(stepper(ctx), lambda: got, "stop")

@@ -131,7 +131,7 @@ def test_stalled_handshakes_are_dropped_while_others_are_served(serve, certs) ->
     silent.close()
     half.close()
     wss_echo(srv.port, certs, "after")
-    assert srv.call(lambda: len(srv.ctx._conns)) == 0
+    assert srv.call(lambda: len(srv.ctx.all_connections())) == 0
 
 
 # ---------------------------------------------------------------------------- record framing

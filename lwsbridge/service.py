@@ -1,0 +1,591 @@
+"""The service of one context (lws ``core-net/service.c``, ``output.c``, ``close.c``).
+
+:class:`Service` moves bytes: it accepts, reads sockets into the core, runs TLS,
+delivers the core's events in order (each through the context's handler, which
+knows what the event means), writes output, delivers WRITEABLE, runs forced
+service and timers, and closes connections with exactly one final callback.  It
+owns the connection table, the ready queue, the timers, the poll reporter, the
+wakeup, the listener and the client connector; the context reaches them only
+through this object's public attributes and methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from lwsbridge.connection import Connection
+from lwsbridge.connector import Addresses, Connector
+from lwsbridge.core.connection import WSConnection
+from lwsbridge.core.errors import LocalProtocolError
+from lwsbridge.core.events import DataReceived
+from lwsbridge.core.pollset import POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PollArgs
+from lwsbridge.core.state import Role, State
+from lwsbridge.keepalive import TCPKeepalive
+from lwsbridge.lifecycle import Phase, TimerKind
+from lwsbridge.listener import Listener
+from lwsbridge.log import NOTICE, logger
+from lwsbridge.output import CORK
+from lwsbridge.pollreport import PollReporter
+from lwsbridge.timers import Timers
+from lwsbridge.tls import ClientTLS
+from lwsbridge.tls_transport import TLSFailure, TLSTransport
+from lwsbridge.vocabulary import CLOSE, PollSink, Protocol, Reason
+from lwsbridge.wakeup import USER, Wakeup
+
+if TYPE_CHECKING:
+    from lwsbridge.context import Context
+
+__all__ = ["Handler", "Service"]
+
+#: ``handler(conn, event)``: the context's meaning of one core event
+Handler = Callable[[Connection, Any], None]
+
+_HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
+_MAX_WRITEABLE_PER_PASS = 64
+_READ_SIZE = 256 * 1024
+
+
+class Service:
+    """The sockets, queues and timers of one context, and the moves between them."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        handle: Handler,
+        *,
+        poll_sink: PollSink | None,
+        server_tls: ssl.SSLContext | None,
+        client_tls: ClientTLS | None,
+    ) -> None:
+        self._ctx = ctx
+        self._handle = handle
+        self._server_tls = server_tls
+        self.poll = PollReporter(self._notify_protocol0, poll_sink)
+        #: fd -> connection, for every connection with a socket
+        self.conns: dict[int, Connection] = {}
+        #: connections with work and no fd event to bring it (forced service)
+        self.ready: deque[Connection] = deque()
+        self.timers = Timers()
+        #: the connection inside its WRITEABLE callback (the only one allowed to write)
+        self.writing: Connection | None = None
+        self._rbuf = bytearray(_READ_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self.wakeup = Wakeup()
+        keepalive = TCPKeepalive(ctx.ka_time, ctx.ka_probes, ctx.ka_interval)
+        self.connector = Connector(self.wakeup, keepalive, client_tls)
+        self.listener: Listener | None = None
+
+    def start(self, listener: Listener | None) -> None:
+        """Watch the wakeup and, when there is one, the listener."""
+        self.listener = listener
+        self.poll.add(self.wakeup.fd, POLLIN)
+        if listener is not None:
+            self.poll.add(listener.fd, POLLIN)
+
+    def _notify_protocol0(self, reason: Reason, args: PollArgs) -> None:
+        self.call(None, self._ctx.protocols[0], reason, args)
+
+    def call(
+        self, conn: Connection | None, protocol: Protocol, reason: Reason, payload: Any
+    ) -> int:
+        try:
+            r = protocol.callback(conn, reason, conn.user if conn is not None else None, payload)
+        except Exception:
+            logger.exception(
+                "callback %s raised in %s for %r; closing that connection",
+                protocol.name,
+                reason.name,
+                conn,
+            )
+            return CLOSE
+        return r or 0
+
+    def service_guarded(self, fd: int, revents: int) -> bool:
+        """A bug of ours must not reach the host's loop: it costs one connection only."""
+        try:
+            return self._service(fd, revents)
+        except Exception:
+            self.internal_error(self.conns.get(fd), f"servicing fd {fd}")
+            return True
+
+    def internal_error(self, conn: Connection | None, where: str) -> None:
+        logger.exception("lwsbridge internal error in %s; closing %r", where, conn)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self.kill(conn, "internal error")
+
+    def service_pending(self) -> None:
+        """Run expired timers and forced service (lws: the part of lws_service with no fd)."""
+        for conn, kind in self.timers.pop_expired(time.monotonic()):
+            if not conn.alive:
+                continue  # closed by an earlier timer of this pass
+            try:
+                self._timer_fired(conn, kind)
+            except Exception:
+                self.internal_error(conn, "a timer")
+        try:
+            self.run_ready()
+        except Exception:
+            self.internal_error(None, "forced service")
+
+    def _service(self, fd: int, revents: int) -> bool:
+        conn = self.conns.get(fd)
+        if conn is None:
+            if fd == self.wakeup.fd:
+                self._woken()
+            elif self.listener is not None and fd == self.listener.fd:
+                self._accept()
+            self.run_ready()
+            return False
+        if conn.phase is _CONNECTING and conn.tls is None:
+            self._client_connected(conn)
+            self.run_ready()
+            return not conn.alive
+        if revents & POLLNVAL or (revents & POLLERR and not conn.rx_enabled):
+            self.kill(conn, "socket error")
+            self.run_ready()
+            return True
+        if revents & POLLOUT:
+            conn.output.writable = True
+            self.flush(conn)
+            if conn.alive and not conn.output:
+                if conn.file is not None:
+                    self.file_more(conn)
+                elif conn.want_writable:
+                    self._writeable(conn)
+        # POLLERR is read like POLLIN: what the peer sent before a reset (a 101, a close
+        # frame) is still delivered; then recv() reports the error and the socket closes.
+        if revents & (POLLIN | POLLHUP | POLLERR) and conn.alive and conn.rx_enabled:
+            self._read(conn)
+        if conn.alive:
+            self.update_interest(conn)
+        self.run_ready()
+        return not conn.alive
+
+    def _woken(self) -> None:
+        data = self.wakeup.drain()
+        for conn, result in self.connector.take_resolved():
+            self.client_resolved(conn, result)
+        if USER in data:
+            for p in self._ctx.protocols:
+                self.call(None, p, Reason.EVENT_WAIT_CANCELLED, None)
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        p0 = self._ctx.protocols[0]
+        conns = self.conns
+        for sock, peer in self.listener.accept(conns.__len__):
+            if self.call(None, p0, Reason.FILTER_NETWORK_CONNECTION, peer):
+                logger.info("connection from %s refused by FILTER_NETWORK_CONNECTION", peer)
+                sock.close()
+                continue
+            core = WSConnection(
+                Role.SERVER,
+                max_message_size=self._ctx.max_message_size,
+                max_head_size=self._ctx.max_head_size,
+            )
+            conn = Connection(self._ctx, sock, peer, core)
+            if self._server_tls is not None:
+                conn.tls = TLSTransport(self._server_tls, server_side=True)
+            conns[conn.fd] = conn
+            try:
+                self.poll.add(conn.fd, POLLIN)
+            except Exception:
+                # The host's loop refused the fd (e.g. select() and fd >= 1024).
+                logger.exception("poll sink refused fd %d; dropping %r", conn.fd, conn)
+                conns.pop(conn.fd, None)
+                self.poll.forget(conn.fd)
+                conn.enter(Phase.DEAD)
+                sock.close()
+                continue
+            if self.call(conn, p0, Reason.WSI_CREATE, None) or self.call(
+                conn, p0, Reason.SERVER_NEW_CLIENT_INSTANTIATED, None
+            ):
+                self.kill(conn, "refused at creation")
+                continue
+            self.timers.schedule(conn, TimerKind.PROTOCOL, self._ctx.handshake_timeout)
+
+    def _read(self, conn: Connection) -> None:
+        sock = conn.sock
+        assert sock is not None  # only connections in the poll set are read
+        try:
+            n = sock.recv_into(self._rbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.kill(conn, f"read error: {exc.strerror or exc}")
+            return
+        core = conn.core
+        tls = conn.tls
+        if tls is not None and n:
+            tls.feed(self._rview[:n])
+            self._tls_read(conn, tls)
+            return
+        if n == 0:
+            if core.closed or (tls is not None and tls.handshaking):
+                # The peer's FIN after the close handshake (RFC 6455 §7.1.1).
+                self.kill(conn, None if core.closed else "closed during the TLS handshake")
+                return
+            core.receive_eof()
+        else:
+            core.receive_data(self._rview[:n])
+        self.drain_events(conn)
+
+    def _tls_handshake(self, conn: Connection, tls: TLSTransport) -> bool:
+        """Advance the TLS handshake; True once it is complete."""
+        try:
+            done = tls.handshake()
+        except TLSFailure as exc:
+            self._tls_pump(conn, tls)
+            if conn.role is Role.SERVER:
+                logger.log(NOTICE, "%r: %s", conn, exc)
+            self.kill(conn, str(exc))
+            return False
+        self._tls_pump(conn, tls)
+        if done and conn.phase is _CONNECTING:
+            self._client_send_request(conn)
+        return done and conn.alive
+
+    def _tls_read(self, conn: Connection, tls: TLSTransport) -> None:
+        """Decrypt what arrived and feed the plaintext to the core."""
+        if tls.handshaking and not self._tls_handshake(conn, tls):
+            return
+        core = conn.core
+        budget = _READ_SIZE * 4
+        eof = False
+        while budget > 0 and conn.alive:
+            try:
+                data = tls.read(_READ_SIZE)
+            except TLSFailure as exc:
+                self.kill(conn, str(exc))
+                return
+            if data is None:
+                eof = True
+                break
+            if not data:
+                break
+            budget -= len(data)
+            core.receive_data(data)
+        if eof:
+            if core.closed:
+                self.kill(conn, None)
+                return
+            core.receive_eof()
+        self.drain_events(conn)
+        if conn.alive and tls.has_input():
+            # Plaintext decrypted or records received but not yet read: forced service,
+            # no poll event will come for bytes already off the socket.
+            self.ready.append(conn)
+        if conn.alive:
+            self._tls_pump(conn, tls)
+
+    def _tls_pump(self, conn: Connection, tls: TLSTransport) -> None:
+        """Move TLS records from the transport to the socket."""
+        data = tls.take_output()
+        if data:
+            conn.output.push(data)
+            self.flush(conn)
+
+    def drain_events(self, conn: Connection) -> None:
+        """Deliver every event the core has, including ones that callbacks cause."""
+        core = conn.core
+        events = core.events()
+        while events and conn.alive:
+            self._dispatch(conn, events)
+            if conn.held:
+                break
+            events = core.events()
+        if conn.alive:
+            self.queue_output(conn)
+            if core.pending() and conn.rx_enabled:
+                # An extension holds inflated data back: forced service delivers it.
+                self.ready.append(conn)
+
+    def _dispatch(self, conn: Connection, events: Iterable[Any]) -> None:
+        """Turn core events into callbacks, in order; stop if the connection dies."""
+        it = iter(events)
+        for ev in it:
+            if not conn.alive:
+                return
+            if not conn.rx_enabled and isinstance(ev, DataReceived):
+                # rx flow control: keep the rest for when reading resumes.
+                conn.held.append(ev)
+                conn.held.extend(it)
+                return
+            self._handle(conn, ev)
+
+    def update_interest(self, conn: Connection) -> None:
+        if not conn.alive or conn.phase is _CONNECTING:
+            return  # a client still connecting watches POLLOUT for the connect itself
+        # No reading while events or inflated data wait: input stays in the kernel.
+        events = POLLIN if conn.rx_enabled and not conn.held and not conn.core.pending() else 0
+        if (
+            conn.output
+            or conn.file is not None
+            or (
+                conn.want_writable
+                and (conn.established or conn.client_info is None)
+                and not (conn.output.writable and self._ctx.writeable_same_pass)
+            )
+        ):
+            events |= POLLOUT
+        self.poll.want(conn.fd, events)
+
+    def close_gracefully(self, conn: Connection) -> None:
+        """A callback said close: close frame when open, else just close."""
+        if not conn.alive:
+            return
+        core = conn.core
+        if core.state is State.OPEN:
+            code = conn.close_code or 1000
+            try:
+                core.send_close(code, conn.close_reason_text)
+            except LocalProtocolError:
+                core.send_close(1000)
+            if conn.phase is not _CLOSING:
+                conn.enter(_CLOSING)
+            conn.want_writable = False
+            self.queue_output(conn)
+            self.timers.schedule(conn, TimerKind.PROTOCOL, self._ctx.close_timeout)
+        elif core.state is State.LOCAL_CLOSING:
+            return
+        else:
+            core.abort("closed by callback")
+            self.queue_output(conn)
+            if conn.alive:
+                self.kill(conn, "closed by callback")
+
+    def kill(self, conn: Connection, why: str | None) -> None:
+        """Close the socket now: DEL_POLL_FD, close, CLOSED/CLOSED_HTTP, WSI_DESTROY."""
+        if not conn.alive:
+            return
+        conn.enter(Phase.DEAD)
+        Timers.cancel_all(conn)
+        conn.output.clear()
+        conn.held.clear()
+        if conn.file is not None:
+            conn.file.close()
+            conn.file = None
+        if why:
+            logger.debug("%r closing: %s", conn, why)
+        self.connector.settle(conn)
+        if conn.fd >= 0:
+            self.poll.discard(conn.fd)
+            self.conns.pop(conn.fd, None)
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
+        conn.core.abort(why or "closed")
+        if conn.role is Role.CLIENT:
+            if conn.established:
+                self.call(conn, conn.protocol, Reason.CLOSED, None)
+            else:
+                # Exactly one CLIENT_CONNECTION_ERROR, and nothing else, for a client
+                # that never got established.
+                reason_text = why or "connection closed during the handshake"
+                logger.info("client connection to %s failed: %s", conn.peer, reason_text)
+                self.call(conn, conn.protocol, Reason.CLIENT_CONNECTION_ERROR, reason_text)
+            return
+        reason = Reason.CLOSED if conn.established else Reason.CLOSED_HTTP
+        self.call(conn, conn.protocol, reason, None)
+        self.call(conn, self._ctx.protocols[0], Reason.WSI_DESTROY, None)
+
+    def client_resolved(self, conn: Connection, result: Addresses | OSError) -> None:
+        if not self.connector.settle(conn) or not conn.alive:
+            return  # timed out or destroyed meanwhile
+        if isinstance(result, OSError) or not result:
+            self.kill(conn, f"cannot resolve {conn.peer[0]}: {result}")
+            return
+        family, addr = result[0]
+        sock, err = self.connector.open(family, addr)
+        conn.sock = sock
+        conn.fd = sock.fileno()
+        self.conns[conn.fd] = conn
+        if err is not None:
+            self.kill(conn, err)
+            return
+        # Writable means connected (or failed: SO_ERROR says which).
+        self.poll.add(conn.fd, POLLOUT)
+
+    def _client_connected(self, conn: Connection) -> None:
+        info = conn.client_info
+        assert conn.sock is not None and info is not None
+        err = self.connector.connect_error(conn.sock, conn.peer)
+        if err is not None:
+            self.kill(conn, err)
+            return
+        if info.ssl:
+            tls = conn.tls = self.connector.tls_for(info)
+            self.poll.want(conn.fd, POLLIN)
+            self._tls_handshake(conn, tls)
+            return
+        self._client_send_request(conn)
+
+    def _client_send_request(self, conn: Connection) -> None:
+        info = conn.client_info
+        assert info is not None
+        extra: list[tuple[str, str]] = list(info.headers)
+        if self.call(conn, conn.protocol, Reason.CLIENT_APPEND_HANDSHAKE_HEADER, extra):
+            self.kill(conn, "refused by CLIENT_APPEND_HANDSHAKE_HEADER")
+            return
+        if info.subprotocols is not None:
+            offered = list(info.subprotocols)
+        else:
+            offered = [info.protocol] if info.protocol else []
+        host = info.host
+        if host is None:
+            h = f"[{info.address}]" if ":" in info.address else info.address
+            host = h if info.port in (80, 443) else f"{h}:{info.port}"
+        try:
+            factory = conn.protocol.deflate_factory()
+            exts = [factory] if factory is not None else []
+            conn.core.initiate(host, info.path, offered, exts, info.origin, extra)
+        except LocalProtocolError as exc:
+            self.kill(conn, f"bad request: {exc}")
+            return
+        conn.enter(_HTTP)
+        self.queue_output(conn)
+        self.update_interest(conn)
+
+    def queue_output(self, conn: Connection) -> None:
+        """Move the core's output to the connection and write what the kernel takes."""
+        chunks = conn.core.data_to_send()
+        out = conn.output
+        if chunks:
+            if conn.tls is not None:
+                chunks = conn.tls.encrypt(chunks)
+            for c in chunks:
+                out.push(c)
+            if self.writing is not conn or out.nbytes >= CORK or not chunks[-1]:
+                self.flush(conn)
+        elif out and self.writing is not conn:
+            self.flush(conn)
+
+    def flush(self, conn: Connection) -> None:
+        sock = conn.sock
+        assert sock is not None  # output exists only once connected
+        end = conn.output.flush(sock)
+        if end is not None:
+            self.kill(conn, end or None)
+
+    def _writeable(self, conn: Connection) -> None:
+        """Deliver WRITEABLE while it is wanted and the socket takes the data."""
+        core = conn.core
+        if core.state is not State.OPEN and core.state is not State.HTTP_RESPONDING:
+            conn.want_writable = False
+            return
+        reason = Reason.SERVER_WRITEABLE if conn.role is Role.SERVER else Reason.CLIENT_WRITEABLE
+        if core.state is State.HTTP_RESPONDING:
+            reason = Reason.HTTP_WRITEABLE
+        n = 0
+        limit = _MAX_WRITEABLE_PER_PASS if self._ctx.writeable_same_pass else 1
+        out = conn.output
+        while conn.want_writable and (conn.phase is _WS or conn.phase is _HTTP) and n < limit:
+            if out.nbytes >= CORK:
+                self.flush(conn)
+            if out and not out.writable:
+                break  # the kernel is full: POLLOUT will bring us back
+            conn.want_writable = False
+            conn.wrote = False
+            self.writing = conn
+            try:
+                r = self.call(conn, conn.protocol, reason, None)
+            finally:
+                self.writing = None
+            n += 1
+            if r:
+                self.close_gracefully(conn)
+                return
+        if out and conn.alive:
+            self.flush(conn)
+        if n >= limit and conn.want_writable and not out and conn.alive:
+            if self._ctx.writeable_same_pass:
+                self.ready.append(conn)  # fairness cap reached: carry on next pass
+            else:
+                self.update_interest(conn)
+
+    def run_ready(self) -> None:
+        """Forced service: WRITEABLE for writable sockets, held events after rx resumes."""
+        ready = self.ready
+        for _ in range(len(ready)):
+            conn = ready.popleft()
+            if not conn.alive:
+                continue
+            if conn.held and conn.rx_enabled:
+                held = list(conn.held)
+                conn.held.clear()
+                self._dispatch(conn, held)
+                if not conn.alive:
+                    continue
+                if not conn.held:
+                    self.drain_events(conn)
+            if conn.core.pending() and conn.rx_enabled and not conn.held:
+                conn.core.process_pending()
+                self.drain_events(conn)
+                if not conn.alive:
+                    continue
+            tls = conn.tls
+            if tls is not None and conn.rx_enabled and tls.has_input():
+                self._tls_read(conn, tls)
+                if not conn.alive:
+                    continue
+            if conn.want_writable and not conn.output and conn.output.writable:
+                self._writeable(conn)
+            if conn.alive:
+                self.update_interest(conn)
+
+    def _timer_fired(self, conn: Connection, kind: TimerKind) -> None:
+        if kind is TimerKind.USER:
+            if self.call(conn, conn.protocol, Reason.TIMER, None):
+                self.close_gracefully(conn)
+        elif kind is TimerKind.PING:
+            self._ping_due(conn)
+        elif conn.role is Role.CLIENT and not conn.established:
+            self.kill(conn, "timed out: no WebSocket handshake within the connect timeout")
+        elif conn.phase is _HTTP:
+            self.kill(conn, "timed out waiting for the request")
+        else:
+            self.kill(conn, "timed out closing")
+
+    def _ping_due(self, conn: Connection) -> None:
+        """Keepalive pings (``ping_interval``): no pong since the last ping drops the peer."""
+        if conn.phase is not _WS or conn.core.state is not State.OPEN:
+            return
+        if conn.awaiting_pong:
+            logger.log(
+                NOTICE, "%r: no pong within %.1f s; dropping it", conn, self._ctx.pong_timeout
+            )
+            self.kill(conn, "no pong")
+            return
+        conn.awaiting_pong = True
+        conn.core.send_ping(b"")
+        self.queue_output(conn)
+        if conn.alive:
+            self.timers.schedule(conn, TimerKind.PING, self._ctx.pong_timeout)
+
+    def file_more(self, conn: Connection) -> None:
+        """Send the next chunks of the file being served while the socket takes them."""
+        f = conn.file
+        while f is not None and not conn.output and conn.alive:
+            data = f.read(CORK)
+            if data:
+                conn.core.send_http_body(data)
+                self.queue_output(conn)
+                continue
+            f.close()
+            conn.file = None
+            conn.core.send_http_body(b"", end=True)
+            self.queue_output(conn)
+            if conn.alive and self.call(conn, conn.protocol, Reason.HTTP_FILE_COMPLETION, None):
+                self.kill(conn, "closed by HTTP_FILE_COMPLETION")
+                return
+            if conn.alive and conn.core.state is State.HTTP_HEAD:
+                self.timers.schedule(conn, TimerKind.PROTOCOL, self._ctx.keepalive_timeout)
+                # A pipelined request may already be parsed.
+                self.drain_events(conn)
+            return
