@@ -19,11 +19,13 @@ _Decoder = codecs.getincrementaldecoder("utf-8")
 _c_check: Callable[[bytes, int], int] | None = None
 if _mask_module.SPEEDUPS:  # the same switch as masking: LWSBRIDGE_NO_SPEEDUPS=1 turns both off
     try:
-        from lwsbridge.core import _speedups  # type: ignore[attr-defined,unused-ignore]
+        from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
+            utf8_check,
+        )
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        _c_check = _speedups.utf8_check
+        _c_check = utf8_check
 
 
 class Utf8Validator:
