@@ -249,6 +249,7 @@ class Context:
 
         0 means forced service: some connection has work without any fd event.
         """
+        self._check_thread()
         if self._svc.ready:
             return 0
         deadline = self._svc.timers.next_deadline()
@@ -364,6 +365,7 @@ class Context:
     @property
     def fds(self) -> list[tuple[int, int]]:
         """Every fd the context wants watched, with its events (a snapshot)."""
+        self._check_thread()
         return self._svc.poll.items()
 
     def write(
