@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lwsbridge.apps.test_server import build_context
+from lwsbridge.apps.demo_server import build_context
 from lwsbridge.context import Context, Protocol
 
 

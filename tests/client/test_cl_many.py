@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from clientutil import Recorder, pump, settle, stepper
 
-from lwsbridge.apps.test_echo import build_context as build_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Protocol, Reason, WriteKind
 
 N_CLIENTS = 250

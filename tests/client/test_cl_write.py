@@ -23,7 +23,7 @@ from clientutil import (
     upgrade_response,
 )
 
-from lwsbridge.apps.test_echo import build_context as build_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 from lwsbridge.core.errors import LocalProtocolError
 

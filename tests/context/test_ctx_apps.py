@@ -8,7 +8,7 @@ import time
 import pytest
 from wsclient import CLOSE, TEXT, close_frame, handshake, pump, stepper, text, wait_eof, wait_frame
 
-from lwsbridge.apps.test_server import build_context
+from lwsbridge.apps.demo_server import build_context
 
 
 @pytest.fixture

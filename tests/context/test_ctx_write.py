@@ -213,7 +213,7 @@ def test_rx_flow_control(make_ctx, client) -> None:
 
 def test_rx_flow_control_with_echo_app(make_ctx, client) -> None:
     """The test-echo app pauses reading at its high-water mark; nothing is lost."""
-    from lwsbridge.apps.test_echo import EchoSession, echo_callback
+    from lwsbridge.apps.echo_protocol import EchoSession, echo_callback
 
     ctx = make_ctx([Protocol("lws-echo", echo_callback, EchoSession)], any_subprotocol=True)
     c = client(ctx.port)

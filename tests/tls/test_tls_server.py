@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lwsbridge.apps import test_echo
+from lwsbridge.apps import echo_server
 from lwsbridge.log import NOTICE
 from lwsbridge.tls import ServerTLS
 
@@ -21,7 +21,7 @@ OTHER = "ECDHE-RSA-AES256-GCM-SHA384"
 
 
 def echo_server(serve, tls: ServerTLS | None, **kw: Any):
-    return serve(test_echo.build_context(0, HOST, 2 << 20, tls=tls, **kw))
+    return serve(echo_server.build_context(0, HOST, 2 << 20, tls=tls, **kw))
 
 
 def client_ctx(certs, ciphers: str | None = None) -> ssl.SSLContext:
