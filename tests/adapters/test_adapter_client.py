@@ -22,7 +22,7 @@ import pytest
 from adapterkit import AppProcesses, need_loop
 
 from lwsbridge.adapters import LOOPS
-from lwsbridge.apps import echo_server
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 
 SIZES = (0, 125, 126, 65535, 65536, 1 << 20)
@@ -39,7 +39,7 @@ def echo_server() -> Iterator[int]:
 
     def serve() -> None:
         try:
-            ctx = echo_server.build_context(0, "127.0.0.1", 4 << 20)
+            ctx = build_echo(0, "127.0.0.1", 4 << 20)
         except BaseException as exc:
             errors.append(exc)
             ready.set()

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clientutil import Recorder, pump, settle, stepper
+from clientutil import Recorder
+from support.servicing import pump, settle, stepper
 
 from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Protocol, Reason, WriteKind
@@ -41,12 +42,7 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
             conn.write(msg[conn], WriteKind.TEXT)
             return 0
 
-        rec = Recorder(
-            hooks={
-                Reason.CLIENT_ESTABLISHED: lambda c, p: c.callback_on_writable(),
-                Reason.CLIENT_WRITEABLE: writeable,
-            }
-        )
+        rec = Recorder.writer(writeable)
         ctx = make_ctx([Protocol("echo-client", rec.callback)])
         t0 = time.perf_counter()
         conns = []
@@ -73,8 +69,8 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
             20.0,
         )
         # every connection is open at once, on both sides
-        assert len(ctx._conns) == N_CLIENTS
-        assert len(server._conns) == N_CLIENTS
+        assert ctx.connection_count == N_CLIENTS
+        assert server.connection_count == N_CLIENTS
         closing.append(True)
         for c in conns:
             c.callback_on_writable()
@@ -89,6 +85,10 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
         for c in conns:
             assert rec.received(c) == [msg[c].encode()], (c, rec.of(c))
             assert rec.count(c, Reason.CLOSED) == 1
-        pump(step, lambda: not server._conns and not ctx._conns, "every connection to go")
+        pump(
+            step,
+            lambda: server.connection_count == 0 and ctx.connection_count == 0,
+            "every connection to go",
+        )
     finally:
         server.destroy()

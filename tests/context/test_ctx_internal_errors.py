@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from wsclient import Echo, handshake, stepper, text, wait_eof, wait_frame
+from support.servicing import stepper
+from wsclient import Echo, handshake, text, wait_eof, wait_frame
 
 from lwsbridge.context import POLLIN, Protocol
 
@@ -15,7 +16,7 @@ def test_internal_error_closes_only_that_connection(make_ctx, client, caplog) ->
     bad, good = client(ctx.port), client(ctx.port)
     handshake(ctx, bad)
     handshake(ctx, good)
-    bad_conn = next(c for c in ctx._conns.values() if c.peer[1] == bad.sock.getsockname()[1])
+    bad_conn = next(c for c in ctx.all_connections() if c.peer[1] == bad.sock.getsockname()[1])
     real_read = ctx._read
 
     def faulty_read(conn):  # type: ignore[no-untyped-def]
@@ -34,4 +35,4 @@ def test_internal_error_closes_only_that_connection(make_ctx, client, caplog) ->
     good.send(text("still here"))
     assert wait_frame(ctx, good).payload == b"still here"
     # and the plain-int form reports the fd as handled
-    assert ctx.service_fd(ctx._wake_r, POLLIN) == 0
+    assert ctx.service_fd(ctx.wakeup_fd, POLLIN) == 0

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+from support.servicing import pump, settle
 from wsclient import (
     CLOSE,
     POLL_REASONS,
@@ -15,8 +16,6 @@ from wsclient import (
     ExternalLoop,
     close_frame,
     handshake,
-    pump,
-    settle,
     text,
     wait_eof,
     wait_frame,
@@ -39,15 +38,15 @@ def test_poll_events_accept_upgrade_echo_close_exact(make_ctx, client) -> None:
     echo = Echo(hook=loop.on_p0)
     ctx = make_ctx([Protocol("echo", echo.callback)])
     loop.ctx = ctx
-    listen_fd = ctx._listen.fileno()
-    wake_fd = ctx._wake_r
+    listen_fd = ctx.listen_fd
+    wake_fd = ctx.wakeup_fd
     # Creation: the wakeup pipe and the listener, both POLLIN.
     assert sorted(loop.log) == sorted([(ADD, wake_fd, POLLIN, 0), (ADD, listen_fd, POLLIN, 0)])
     assert sorted(ctx.fds) == sorted([(wake_fd, POLLIN), (listen_fd, POLLIN)])
     start = len(loop.log)
 
     c = client(ctx.port)
-    conn = pump(loop.run_once, lambda: ctx._conns and next(iter(ctx._conns.values())), "accept")
+    conn = pump(loop.run_once, lambda: next(iter(ctx.all_connections()), None), "accept")
     fd = conn.fd
     assert loop.log[start:] == [(ADD, fd, POLLIN, 0)]
 
@@ -114,8 +113,8 @@ def test_pollout_set_and_cleared_when_kernel_full(make_ctx, client) -> None:
     loop.ctx = ctx
     c = client(ctx.port, rcvbuf=32768)
     c.send_upgrade()
-    pump(loop.run_once, lambda: ctx._conns, "accept")
-    fd = next(iter(ctx._conns))
+    pump(loop.run_once, lambda: ctx.connection_count, "accept")
+    fd = ctx.all_connections()[0].fd
     pump(loop.run_once, lambda: sent, "the big write")
     assert (SET, fd, POLLIN | POLLOUT, POLLIN) in loop.log
     assert (CLEAR, fd, POLLIN, POLLIN | POLLOUT) not in loop.log
@@ -163,16 +162,16 @@ def test_service_fd_foreign_fd_untouched_ours_zeroed(make_ctx, client) -> None:
         pfd = PollFd(mine.fileno(), POLLIN, POLLIN | POLLOUT)
         assert ctx.service_fd(pfd) is False
         assert (pfd.fd, pfd.events, pfd.revents) == (mine.fileno(), POLLIN, POLLIN | POLLOUT)
-        ours = PollFd(ctx._wake_r, POLLIN, POLLIN)
+        ours = PollFd(ctx.wakeup_fd, POLLIN, POLLIN)
         assert ctx.service_fd(ours) is False  # no connection closed
         assert ours.revents == 0
         # The (fd, revents) int form.
         assert ctx.service_fd(mine.fileno(), POLLIN | POLLOUT) == POLLIN | POLLOUT
         assert ctx.service_fd(mine.fileno(), 0) == 0
-        assert ctx.service_fd(ctx._listen.fileno(), POLLIN) == 0
-        conn = next(iter(ctx._conns.values()))
+        assert ctx.service_fd(ctx.listen_fd, POLLIN) == 0
+        conn = ctx.all_connections()[0]
         assert ctx.service_fd(conn.fd, POLLIN) == 0  # nothing to read: handled anyway
-        assert conn.fd in ctx._conns
+        assert conn in ctx.all_connections()
         # A PollFd whose connection closes during servicing returns True.
         c.send(close_frame(1000))
         time.sleep(0.05)

@@ -5,16 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-from wsclient import (
-    BINARY,
-    TEXT,
-    handshake,
-    pump,
-    settle,
-    stepper,
-    text,
-    wait_frame,
-)
+from support.servicing import pump, settle, stepper
+from wsclient import BINARY, TEXT, handshake, text, wait_frame
 
 from lwsbridge.context import POLLIN, Protocol, Reason, WriteKind
 from lwsbridge.core.errors import LocalProtocolError
@@ -46,7 +38,7 @@ def test_write_outside_writeable_raises(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = ctx.all_connections()[0]
     # Outside any callback.
     try:
         conn.write(b"x")
@@ -83,22 +75,22 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
         if reason is Reason.ESTABLISHED:
             conn.callback_on_writable()
         elif reason is Reason.SERVER_WRITEABLE:
-            state["entry_out"].append(conn._out_bytes)
+            state["entry_out"].append(conn.buffered_bytes)
             conn.write(payload, WriteKind.BINARY)
             state["writes"] += 1
-            state["max_out"] = max(state["max_out"], conn._out_bytes)
+            state["max_out"] = max(state["max_out"], conn.buffered_bytes)
             conn.callback_on_writable()
         return 0
 
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port, rcvbuf=65536)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = ctx.all_connections()[0]
     bound = MSG + 16
 
     def step() -> None:
         ctx.service(10)
-        state["max_out"] = max(state["max_out"], conn._out_bytes)
+        state["max_out"] = max(state["max_out"], conn.buffered_bytes)
 
     # Keep servicing until WRITEABLE stops coming: the kernel buffers are full.
     last = -1
@@ -114,7 +106,7 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
         assert time.monotonic() < deadline, "WRITEABLE never stopped for a non-reading peer"
     stalled = state["writes"]
     assert stalled >= 2
-    assert conn._out_bytes > 0, "the stall is a partial write waiting for POLLOUT"
+    assert conn.buffered_bytes > 0, "the stall is a partial write waiting for POLLOUT"
     assert state["max_out"] <= bound, state["max_out"]
     assert all(n == 0 for n in state["entry_out"]), "WRITEABLE with unsent bytes buffered"
     assert ctx.fds and dict(ctx.fds)[conn.fd] & 0x4  # POLLOUT wanted
@@ -185,7 +177,7 @@ def test_rx_flow_control(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx._conns.values()))
+    conn = ctx.all_connections()[0]
     # "stop" and two more in one TCP write: the two are parsed but held.
     c.send(text("stop") + text("a") + text("b"))
     pump(stepper(ctx), lambda: got, "stop")

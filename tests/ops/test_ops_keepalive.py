@@ -63,7 +63,7 @@ def accept_one(ctx: Context, peer: socket.socket) -> socket.socket:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         ctx.service(10)
-        for conn in ctx._conns.values():
+        for conn in ctx.all_connections():
             if conn.peer == want and conn.sock is not None:
                 return conn.sock
     pytest.fail("the context did not accept the connection")
