@@ -16,7 +16,7 @@ LOOPS=(select poll epoll zmq gevent trio asyncio)
 ONLY=websockets,trio-websocket,gevent-websocket
 ROWS=()
 for L in "${LOOPS[@]}"; do
-  ROWS+=(--server "lwsbridge-$L={py} -m lwsbridge.apps.test_echo -p {port} -i 127.0.0.1 --loop $L")
+  ROWS+=(--server "lwsbridge-$L={py} -m lwsbridge.apps.echo_server -p {port} -i 127.0.0.1 --loop $L")
   ONLY+=",lwsbridge-$L"
 done
 if [[ $# -eq 0 ]]; then

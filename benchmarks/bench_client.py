@@ -263,7 +263,7 @@ def _proc_cpu(pid: int) -> float:
 
 def _lwsbridge_echo_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "lwsbridge-test-echo"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "lwsbridge.apps.test_echo"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "lwsbridge.apps.echo_server"]
 
 
 def server_cmd(name: str, port: int, ws_python: str) -> list[str]:

@@ -165,7 +165,7 @@ def server_cmd(name: str, port: int, ws_python: str, profile: str | None = None)
             "-o",
             profile,
             "-m",
-            "lwsbridge.apps.test_echo",
+            "lwsbridge.apps.echo_server",
             "-p",
             str(port),
             "-i",
@@ -177,7 +177,7 @@ def server_cmd(name: str, port: int, ws_python: str, profile: str | None = None)
         script = REPO.parent / "shared" / "bench" / "servers" / "ws_websockets.py"
         return [ws_python, str(script), str(port)]
     exe = Path(sys.executable).parent / "lwsbridge-test-echo"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lwsbridge.apps.test_echo"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lwsbridge.apps.echo_server"]
     return [*cmd, "-p", str(port), "-i", HOST, "-d", "3"]
 
 

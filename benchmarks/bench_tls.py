@@ -323,9 +323,9 @@ def profile_server(cert: str, key: str, args: argparse.Namespace, prof_path: Pat
 
 
 def _echo_module(cmd: list[str]) -> list[str]:
-    """lwsbridge-test-echo's arguments as ``-m lwsbridge.apps.test_echo ...`` (for cProfile)."""
+    """lwsbridge-test-echo's arguments as ``-m lwsbridge.apps.echo_server ...`` (for cProfile)."""
     rest = cmd[3:] if cmd[1] == "-m" else cmd[1:]
-    return ["-m", "lwsbridge.apps.test_echo", *rest]
+    return ["-m", "lwsbridge.apps.echo_server", *rest]
 
 
 def _ratio(results: dict[tuple[str, str], list[dict[str, Any]]], kind: str) -> float:

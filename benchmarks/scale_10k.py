@@ -9,7 +9,7 @@ What it does:
 
 1. raises this process's RLIMIT_NOFILE soft limit to the hard limit (the server child
    inherits it) and stops if that is below 12,000 (``--conns`` + 2,000 when larger);
-2. starts ``python -m lwsbridge.apps.test_echo -p P -i 127.0.0.1 --loop epoll``, pinned to
+2. starts ``python -m lwsbridge.apps.echo_server -p P -i 127.0.0.1 --loop epoll``, pinned to
    cpu 0 with ``taskset`` when it exists and there are two CPUs (this process moves itself
    to cpu 1), and waits for the port;
 3. opens ``--conns`` client connections from ONE lwsbridge ``Context`` served by the epoll
@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port = args.port = args.port or _free_port()
     pin = _pinning()
-    cmd = [sys.executable, "-m", "lwsbridge.apps.test_echo", "-p", str(port), "-i", HOST]
+    cmd = [sys.executable, "-m", "lwsbridge.apps.echo_server", "-p", str(port), "-i", HOST]
     cmd += ["--loop", "epoll"]
     args.pinned = ""
     if pin:

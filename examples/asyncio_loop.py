@@ -15,7 +15,7 @@ import asyncio
 import signal
 
 from lwsbridge.adapters.asyncio_loop import AsyncioAdapter
-from lwsbridge.apps.test_echo import build_context
+from lwsbridge.apps.echo_server import build_context
 
 
 async def serve(port: int, interface: str, tick_port: int | None) -> None:

@@ -19,7 +19,7 @@ import gevent
 from gevent.server import StreamServer
 
 from lwsbridge.adapters.gevent_loop import GeventAdapter
-from lwsbridge.apps.test_server import build_context
+from lwsbridge.apps.demo_server import build_context
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import signal
 import sys
 from typing import Any
 
-from lwsbridge.apps.test_echo import EchoSession, echo_callback
+from lwsbridge.apps.echo_protocol import EchoSession, echo_callback
 from lwsbridge.context import Connection, Context, PollFd, Protocol, Reason
 
 POLLIN = select.POLLIN

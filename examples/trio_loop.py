@@ -16,7 +16,7 @@ import signal
 import trio
 
 from lwsbridge.adapters.trio_loop import run_trio
-from lwsbridge.apps.test_server import build_context
+from lwsbridge.apps.demo_server import build_context
 
 
 async def serve(port: int, interface: str, line_port: int) -> None:

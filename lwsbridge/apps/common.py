@@ -151,6 +151,8 @@ def serve(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     if _stop_early.is_set():
+        # Taken once: a later serve() in the same process (tests) is not stopped by it.
+        _stop_early.clear()
         stop.set()
     try:
         if loop is None:

@@ -7,7 +7,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from lwsbridge.apps.test_echo import EchoSession, echo_callback
+from lwsbridge.apps.echo_protocol import EchoSession, echo_callback
 from lwsbridge.context import ClientConnectInfo, Connection, Context, Protocol, Reason, WriteKind
 
 __all__ = ["autobahn", "check_echo", "parse_ws_url"]

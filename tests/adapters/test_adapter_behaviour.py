@@ -11,7 +11,7 @@ import pytest
 from adapterkit import BINARY, TEXT, RawWS
 
 from lwsbridge.adapters import UnknownFdError
-from lwsbridge.apps import test_echo, test_server
+from lwsbridge.apps import demo_server, echo_protocol, echo_server
 from lwsbridge.context import Context, Protocol, Reason, WriteKind
 
 SIZES = (0, 125, 126, 65535, 65536, 1 << 20)
@@ -22,7 +22,7 @@ def url(ctx: Context) -> str:
 
 
 def echo_ctx(contexts) -> Context:
-    return contexts(test_echo.build_context(0, "127.0.0.1", 2 << 20))
+    return contexts(echo_server.build_context(0, "127.0.0.1", 2 << 20))
 
 
 def settled(ctx: Context, driver) -> None:
@@ -150,7 +150,7 @@ def test_writeable_discipline_slow_reader(adapter, contexts, workers) -> None:
 def test_dumb_increment_timer_rate(adapter, contexts, workers) -> None:
     from websockets.sync.client import connect
 
-    ctx = contexts(test_server.build_context(0, "127.0.0.1"))
+    ctx = contexts(demo_server.build_context(0, "127.0.0.1"))
 
     def client() -> list[tuple[float, str]]:
         got = []
@@ -176,7 +176,7 @@ def test_close_paths(adapter, contexts, workers) -> None:
     from websockets.sync.client import connect
 
     closed: list[Any] = []
-    inner = test_server.DumbIncrement.callback
+    inner = demo_server.DumbIncrement.callback
 
     def cb(conn, reason, user, payload) -> int:
         if reason is Reason.CLOSED:
@@ -185,7 +185,7 @@ def test_close_paths(adapter, contexts, workers) -> None:
 
     ctx = contexts(
         Context(
-            [Protocol("http", lambda *a: 0), Protocol("dumb", cb, test_server.DumbIncrement)],
+            [Protocol("http", lambda *a: 0), Protocol("dumb", cb, demo_server.DumbIncrement)],
             port=0,
             interface="127.0.0.1",
         )
@@ -252,11 +252,11 @@ def test_callback_exception_closes_only_that_connection(adapter, contexts, worke
     def cb(conn, reason, user, payload) -> int:
         if reason is Reason.RECEIVE and payload == b"boom":
             raise RuntimeError("kaboom")
-        return test_echo.echo_callback(conn, reason, user, payload)
+        return echo_protocol.echo_callback(conn, reason, user, payload)
 
     ctx = contexts(
         Context(
-            [Protocol("echo", cb, test_echo.EchoSession)],
+            [Protocol("echo", cb, echo_protocol.EchoSession)],
             port=0,
             interface="127.0.0.1",
             any_subprotocol=True,
@@ -310,7 +310,7 @@ def test_unknown_fd_is_an_error_naming_it(adapter, contexts) -> None:
 def test_http_request_served(adapter, contexts, workers) -> None:
     import urllib.request
 
-    ctx = contexts(test_server.build_context(0, "127.0.0.1"))
+    ctx = contexts(demo_server.build_context(0, "127.0.0.1"))
 
     def get() -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{ctx.port}/", timeout=5) as r:

@@ -22,7 +22,7 @@ import pytest
 from adapterkit import AppProcesses, need_loop
 
 from lwsbridge.adapters import LOOPS
-from lwsbridge.apps import test_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 
 SIZES = (0, 125, 126, 65535, 65536, 1 << 20)
@@ -39,7 +39,7 @@ def echo_server() -> Iterator[int]:
 
     def serve() -> None:
         try:
-            ctx = test_echo.build_context(0, "127.0.0.1", 4 << 20)
+            ctx = build_echo(0, "127.0.0.1", 4 << 20)
         except BaseException as exc:
             errors.append(exc)
             ready.set()
@@ -160,9 +160,9 @@ def apps() -> Iterator[AppProcesses]:
 def test_test_client_app_dumb_increment(loop: str, apps: AppProcesses) -> None:
     """``lwsbridge-test-client -n 20 --loop L`` against ``lwsbridge-test-server --loop L``."""
     need_loop(loop)
-    port = apps.start_server("test_server", "--loop", loop)
+    port = apps.start_server("demo_server", "--loop", loop)
     start = time.monotonic()
-    cmd = [sys.executable, "-m", "lwsbridge.apps.test_client", "127.0.0.1", "-p", str(port)]
+    cmd = [sys.executable, "-m", "lwsbridge.apps.demo_client", "127.0.0.1", "-p", str(port)]
     out = subprocess.run(
         [*cmd, "-n", "20", "--loop", loop],
         capture_output=True,
@@ -179,7 +179,7 @@ def test_test_client_app_dumb_increment(loop: str, apps: AppProcesses) -> None:
     apps.assert_alive()
 
 
-@pytest.mark.parametrize("app", ["test_server", "test_echo"])
+@pytest.mark.parametrize("app", ["demo_server", "echo_server"])
 @pytest.mark.parametrize("loop", LOOPS)
 def test_server_app_sigterm_exits_0(loop: str, app: str, apps: AppProcesses) -> None:
     """SIGTERM (and SIGINT) end the server promptly, exit 0, with a client connected."""
@@ -188,9 +188,9 @@ def test_server_app_sigterm_exits_0(loop: str, app: str, apps: AppProcesses) -> 
     need_loop(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         port = apps.start_server(app, "--loop", loop)
-        proto = ["dumb-increment-protocol"] if app == "test_server" else None
+        proto = ["dumb-increment-protocol"] if app == "demo_server" else None
         with connect(f"ws://127.0.0.1:{port}/", subprotocols=proto, open_timeout=5) as ws:
-            if app == "test_echo":
+            if app == "echo_server":
                 ws.send("ping?")
                 assert ws.recv(timeout=5) == "ping?"
             else:
@@ -203,8 +203,8 @@ def test_server_app_sigterm_exits_0(loop: str, app: str, apps: AppProcesses) -> 
 def test_test_client_app_sigterm_exits_0(loop: str, apps: AppProcesses) -> None:
     """The test client without --count runs until SIGTERM, then exits 0."""
     need_loop(loop)
-    port = apps.start_server("test_server")
-    proc = apps.start("test_client", "127.0.0.1", "-p", str(port), "--loop", loop)
+    port = apps.start_server("demo_server")
+    proc = apps.start("demo_client", "127.0.0.1", "-p", str(port), "--loop", loop)
     assert apps.wait_output(proc, b"3\n", 10), apps.output(proc)
     took = apps.signal_last(signal.SIGTERM)
     assert took < 2.0, took

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from adapterkit import ArrayDriver, have
 
-from lwsbridge.apps import test_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import Context
 
 
@@ -35,7 +35,7 @@ def echo_client(ctx: Context, n: int = 20) -> int:
 
 
 def echo_ctx(contexts) -> Context:
-    return contexts(test_echo.build_context(0, "127.0.0.1", 1 << 20))
+    return contexts(build_echo(0, "127.0.0.1", 1 << 20))
 
 
 @pytest.mark.parametrize("name", ["select", "poll", "epoll"])

@@ -12,7 +12,7 @@ import pytest
 from support.procs import free_port as _free_port
 
 
-@pytest.mark.parametrize("app", ["test_server", "test_echo"])
+@pytest.mark.parametrize("app", ["demo_server", "echo_server"])
 @pytest.mark.parametrize("loop", [None, "asyncio"])
 def test_sigterm_as_soon_as_the_port_accepts(app: str, loop: str | None) -> None:
     port = _free_port()
@@ -44,18 +44,17 @@ def test_a_stop_before_serve_is_not_lost() -> None:
     """SIGTERM between catch_stop_signals() and serve() (the context is being built)."""
     import os
 
-    from lwsbridge.apps import common, test_echo
+    from lwsbridge.apps import common, echo_server
 
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         common.catch_stop_signals()
         os.kill(os.getpid(), signal.SIGTERM)  # handled at once: sets the early flag
-        ctx = test_echo.build_context(0, "127.0.0.1", 1 << 20)
+        ctx = echo_server.build_context(0, "127.0.0.1", 1 << 20)
         t0 = time.monotonic()
         common.serve(ctx, None, poll_ms=5000)  # returns at once instead of serving
         assert time.monotonic() - t0 < 1.0
         ctx.destroy()
     finally:
-        common._stop_early.clear()
         for s, h in old.items():
             signal.signal(s, h)

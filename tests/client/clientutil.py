@@ -1,4 +1,4 @@
-"""Helpers for the client-side tests: callback recorders, bounded loops, raw servers, processes.
+"""Helpers for the client-side tests: callback recorders, raw servers, processes.
 
 Everything talks to 127.0.0.1 only.  Every wait is bounded (``pump`` fails the test
 after its timeout), raw servers run on a helper thread with socket timeouts, and every
@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 from support.procs import STOP_GRACE
 
-from lwsbridge.context import Connection, Context, Reason
+from lwsbridge.context import Connection, Reason
 
 HOST = "127.0.0.1"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-DEADLINE = 5.0  # seconds any single wait may take before the test fails
 
 # Reasons a client connection may see (the context-wide ones come with conn None).
 CONN_REASONS = {
@@ -43,41 +42,6 @@ CONN_REASONS = {
     Reason.WSI_CREATE,
     Reason.WSI_DESTROY,
 }
-
-
-# ---------------------------------------------------------------------------- loops
-
-
-def pump(step: Callable[[], Any], cond: Callable[[], Any], what: str, timeout: float = DEADLINE):
-    """Run ``step`` until ``cond()`` is truthy (returned); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        step()
-
-
-def settle(step: Callable[[], Any], seconds: float) -> None:
-    """Run ``step`` for ``seconds`` (bounded)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        step()
-
-
-def stepper(*ctxs: Context, ms: int = 5) -> Callable[[], None]:
-    """Service every context once per step (one thread, one loop)."""
-    if len(ctxs) == 1:
-        ctx = ctxs[0]
-        return lambda: ctx.service(ms)
-
-    def step() -> None:
-        for c in ctxs:
-            c.service(ms)
-
-    return step
 
 
 # ---------------------------------------------------------------------------- recorder
@@ -102,6 +66,17 @@ class Recorder:
             r = hook(conn, payload)
             return int(r or 0)
         return 0
+
+    @classmethod
+    def writer(cls, writeable: Callable[[Connection | None, Any], Any]) -> Recorder:
+        """A recorder that asks for CLIENT_WRITEABLE once established and lets
+        ``writeable(conn, payload)`` answer each one."""
+        return cls(
+            hooks={
+                Reason.CLIENT_ESTABLISHED: lambda c, p: c.callback_on_writable(),
+                Reason.CLIENT_WRITEABLE: writeable,
+            }
+        )
 
     def of(self, conn: Connection) -> list[tuple[Reason, Any]]:
         """Every (reason, payload) delivered for ``conn``, in order."""

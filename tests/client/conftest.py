@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
+from support.contexts import context_factory
 
-from lwsbridge.apps.test_server import build_context
-from lwsbridge.context import Context, Protocol
+from lwsbridge.apps.demo_server import build_context
+from lwsbridge.context import Context
 
 
 @pytest.fixture
 def make_ctx() -> Iterator[Callable[..., Context]]:
     """Contexts for the test (client-only by default: ``port=None``)."""
-    made: list[Context] = []
-
-    def make(protocols: list[Protocol], **kw: Any) -> Context:
-        kw.setdefault("port", None)
-        if kw["port"] is not None:
-            kw.setdefault("interface", "127.0.0.1")
-        ctx = Context(protocols, **kw)
-        made.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in made:
-        if ctx.service_thread != threading.get_ident():
-            ctx.adopt_thread()
-        ctx.destroy()
+    yield from context_factory(port=None)
 
 
 @pytest.fixture

@@ -14,12 +14,10 @@ from clientutil import (
     Recorder,
     assert_only_connection_error,
     closed_port,
-    pump,
     raw_server,
-    settle,
-    stepper,
     upgrade_response,
 )
+from support.servicing import pump, settle, stepper
 
 from lwsbridge.context import ClientConnectInfo, Protocol, Reason
 from lwsbridge.core.errors import LocalProtocolError
@@ -271,7 +269,7 @@ def test_filter_pre_establish_nonzero_aborts(make_ctx: Any, test_server: Any) ->
     # the server's test-server protocols forget the connection too
     pump(
         stepper(ctx, test_server, ms=2),
-        lambda: not test_server.connection_count,
+        lambda: test_server.connection_count == 0,
         "the server side close",
     )
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clientutil import Recorder, pump, settle, stepper
+from clientutil import Recorder
+from support.servicing import pump, settle, stepper
 
-from lwsbridge.apps.test_echo import build_context as build_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Protocol, Reason, WriteKind
 
 N_CLIENTS = 250
@@ -41,12 +42,7 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
             conn.write(msg[conn], WriteKind.TEXT)
             return 0
 
-        rec = Recorder(
-            hooks={
-                Reason.CLIENT_ESTABLISHED: lambda c, p: c.callback_on_writable(),
-                Reason.CLIENT_WRITEABLE: writeable,
-            }
-        )
+        rec = Recorder.writer(writeable)
         ctx = make_ctx([Protocol("echo-client", rec.callback)])
         t0 = time.perf_counter()
         conns = []
@@ -91,7 +87,7 @@ def test_many_clients_echo(make_ctx: Any, enough_fds: None) -> None:
             assert rec.count(c, Reason.CLOSED) == 1
         pump(
             step,
-            lambda: not server.connection_count and not ctx.connection_count,
+            lambda: server.connection_count == 0 and ctx.connection_count == 0,
             "every connection to go",
         )
     finally:

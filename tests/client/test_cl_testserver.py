@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clientutil import Recorder, closed_port, pump, run_bounded
+from clientutil import Recorder, closed_port, run_bounded
 from support.peers import require_executable
 from support.procs import Server, console_script, serve_on_free_port
+from support.servicing import pump
 
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 
@@ -51,12 +52,7 @@ def _talk_to_test_server(port: int, step_extra: Callable[[], None] | None = None
         if len(sent) < len(MIRROR_MESSAGES):
             conn.callback_on_writable()
 
-    mirror = Recorder(
-        hooks={
-            Reason.CLIENT_ESTABLISHED: lambda c, p: c.callback_on_writable(),
-            Reason.CLIENT_WRITEABLE: mirror_writeable,
-        }
-    )
+    mirror = Recorder.writer(mirror_writeable)
     ctx = Context(
         [
             Protocol("dumb-increment-protocol", dumb.callback),

@@ -11,19 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from clientutil import (
-    RawServer,
-    Recorder,
-    WireFrame,
-    pump,
-    raw_server,
-    server_frame,
-    settle,
-    stepper,
-    upgrade_response,
-)
+from clientutil import RawServer, Recorder, WireFrame, raw_server, server_frame, upgrade_response
+from support.servicing import pump, settle, stepper
 
-from lwsbridge.apps.test_echo import build_context as build_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 from lwsbridge.core.errors import LocalProtocolError
 
@@ -77,12 +68,7 @@ def sender(items: list[tuple[bytes | str, WriteKind, bool]], close_after: bool =
         conn.callback_on_writable()
         return 0
 
-    return Recorder(
-        hooks={
-            Reason.CLIENT_ESTABLISHED: lambda c, p: c.callback_on_writable(),
-            Reason.CLIENT_WRITEABLE: writeable,
-        }
-    )
+    return Recorder.writer(writeable)
 
 
 def _connect(ctx: Context, port: int, **kw: Any) -> Any:
@@ -297,12 +283,7 @@ def test_continuation_rules(make_ctx: Any, echo_server: Context) -> None:
         conn.callback_on_writable()
         return 0
 
-    rec = Recorder(
-        hooks={
-            Reason.CLIENT_ESTABLISHED: lambda c, p: c.callback_on_writable(),
-            Reason.CLIENT_WRITEABLE: writeable,
-        }
-    )
+    rec = Recorder.writer(writeable)
     ctx = make_ctx([Protocol("echo-client", rec.callback)])
     conn = _connect(ctx, echo_server.port)
     step = stepper(ctx, echo_server, ms=2)
@@ -329,7 +310,7 @@ def test_client_returns_minus_one_close_1000_closed_once(make_ctx: Any) -> None:
     assert rec.count(conn, Reason.CLOSED) == 1
     assert rec.count(conn, Reason.CLIENT_CONNECTION_ERROR) == 0
     assert rec.count(conn, Reason.WS_PEER_INITIATED_CLOSE) == 0
-    assert not ctx.connection_count
+    assert ctx.connection_count == 0
 
 
 def test_close_reason_is_sent(make_ctx: Any) -> None:
@@ -353,10 +334,10 @@ def test_client_close_against_echo_server(make_ctx: Any, echo_server: Context) -
     conn = _connect(ctx, echo_server.port)
     step = stepper(ctx, echo_server, ms=2)
     pump(step, lambda: rec.ended(conn), "CLOSED")
-    pump(step, lambda: not echo_server.connection_count, "the server side to go")
+    pump(step, lambda: echo_server.connection_count == 0, "the server side to go")
     settle(step, 0.1)
     assert rec.count(conn, Reason.CLOSED) == 1
-    assert not ctx.connection_count
+    assert ctx.connection_count == 0
 
 
 @pytest.mark.parametrize("how", ["close-frame", "close-frame-no-fin", "tcp-fin", "tcp-reset"])
@@ -389,7 +370,7 @@ def test_server_closes(make_ctx: Any, how: str) -> None:
         assert rec.count(conn, Reason.WS_PEER_INITIATED_CLOSE) == 1
         closes = [f for f in frames if f.opcode == CLOSE]
         assert len(closes) == 1 and closes[0].masked and closes[0].close_code == 1001
-    assert not ctx.connection_count
+    assert ctx.connection_count == 0
 
 
 def test_test_server_closeme(make_ctx: Any, test_server: Context) -> None:

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support.contexts import context_factory
 from wsclient import RawClient
 
-from lwsbridge.context import Context, Protocol
+from lwsbridge.context import Context
 
 
 @pytest.fixture
 def make_ctx() -> Iterator[Callable[..., Context]]:
-    made: list[Context] = []
-
-    def make(protocols: list[Protocol], **kw: Any) -> Context:
-        kw.setdefault("port", 0)
-        kw.setdefault("interface", "127.0.0.1")
-        ctx = Context(protocols, **kw)
-        made.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in made:
-        if ctx.service_thread != threading.get_ident():
-            ctx.adopt_thread()
-        ctx.destroy()
+    """Contexts for the test, listening on an ephemeral loopback port by default."""
+    yield from context_factory(port=0)
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import itertools
 import time
 
 import pytest
-from wsclient import CLOSE, TEXT, close_frame, handshake, pump, stepper, text, wait_eof, wait_frame
+from support.servicing import pump, stepper
+from wsclient import CLOSE, TEXT, close_frame, handshake, text, wait_eof, wait_frame
 
-from lwsbridge.apps.test_server import build_context
+from lwsbridge.apps.demo_server import build_context
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_dumb_increment_counts_every_50ms(server, client) -> None:
     assert (f.close_code, f.close_reason) == (1001, "seeya")
     c.send(close_frame(1001))
     wait_eof(ctx, c)
-    pump(stepper(ctx), lambda: not ctx.connection_count, "the connection to go")
+    pump(stepper(ctx), lambda: ctx.connection_count == 0, "the connection to go")
 
 
 def test_dumb_increment_short_messages_ignored(server, client) -> None:

@@ -5,20 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from wsclient import (
-    CLOSE,
-    HOST,
-    TEXT,
-    Echo,
-    encode_frame,
-    handshake,
-    pump,
-    settle,
-    stepper,
-    text,
-    wait_eof,
-    wait_frame,
-)
+from support.servicing import pump, settle, stepper
+from wsclient import CLOSE, HOST, TEXT, Echo, encode_frame, handshake, text, wait_eof, wait_frame
 
 from lwsbridge.context import Protocol, Reason
 from lwsbridge.core.errors import LocalProtocolError
@@ -120,7 +108,7 @@ def test_headers_window(make_ctx, client) -> None:
     assert seen["filter"] == host and seen["established"] == host
     assert seen["filter_target"] == "/chat?room=1"
     assert seen["missing"] is None and seen["custom"] == "yes"
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     # After ESTABLISHED returned, from outside a callback too.
     with pytest.raises(LocalProtocolError, match="FILTER_PROTOCOL_CONNECTION"):
         conn.header("host")

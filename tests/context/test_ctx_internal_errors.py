@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from wsclient import Echo, handshake, stepper, text, wait_eof, wait_frame
+from support.servicing import stepper
+from wsclient import Echo, handshake, text, wait_eof, wait_frame
 
 from lwsbridge.context import POLLIN, Protocol
 from lwsbridge.core.connection import WSConnection

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+from support.servicing import pump, settle
 from wsclient import (
     CLOSE,
     POLL_REASONS,
@@ -15,8 +16,6 @@ from wsclient import (
     ExternalLoop,
     close_frame,
     handshake,
-    pump,
-    settle,
     text,
     wait_eof,
     wait_frame,
@@ -47,9 +46,7 @@ def test_poll_events_accept_upgrade_echo_close_exact(make_ctx, client) -> None:
     start = len(loop.log)
 
     c = client(ctx.port)
-    conn = pump(
-        loop.run_once, lambda: ctx.all_connections() and next(iter(ctx.all_connections())), "accept"
-    )
+    conn = pump(loop.run_once, lambda: next(iter(ctx.all_connections()), None), "accept")
     fd = conn.fd
     assert loop.log[start:] == [(ADD, fd, POLLIN, 0)]
 
@@ -116,7 +113,7 @@ def test_pollout_set_and_cleared_when_kernel_full(make_ctx, client) -> None:
     loop.ctx = ctx
     c = client(ctx.port, rcvbuf=32768)
     c.send_upgrade()
-    pump(loop.run_once, lambda: ctx.all_connections(), "accept")
+    pump(loop.run_once, lambda: ctx.connection_count, "accept")
     fd = ctx.all_connections()[0].fd
     pump(loop.run_once, lambda: sent, "the big write")
     assert (SET, fd, POLLIN | POLLOUT, POLLIN) in loop.log
@@ -172,7 +169,7 @@ def test_service_fd_foreign_fd_untouched_ours_zeroed(make_ctx, client) -> None:
         assert ctx.service_fd(mine.fileno(), POLLIN | POLLOUT) == POLLIN | POLLOUT
         assert ctx.service_fd(mine.fileno(), 0) == 0
         assert ctx.service_fd(ctx.listen_fd, POLLIN) == 0
-        conn = next(iter(ctx.all_connections()))
+        conn = ctx.all_connections()[0]
         assert ctx.service_fd(conn.fd, POLLIN) == 0  # nothing to read: handled anyway
         assert conn in ctx.all_connections()
         # A PollFd whose connection closes during servicing returns True.

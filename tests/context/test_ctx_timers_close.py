@@ -8,19 +8,8 @@ import threading
 import time
 
 import pytest
-from wsclient import (
-    CLOSE,
-    TEXT,
-    Echo,
-    close_frame,
-    handshake,
-    pump,
-    settle,
-    stepper,
-    text,
-    wait_eof,
-    wait_frame,
-)
+from support.servicing import pump, settle, stepper
+from wsclient import CLOSE, TEXT, Echo, close_frame, handshake, text, wait_eof, wait_frame
 
 from lwsbridge.context import CLOSE as CB_CLOSE
 from lwsbridge.context import Protocol, Reason
@@ -37,12 +26,12 @@ def test_set_timer_one_callback_after_delay(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     t0 = time.monotonic()
     conn.set_timer(0.05)
     nt = ctx.next_timeout()
     assert nt is not None and 40 <= nt <= 50, nt
-    pump(stepper(ctx, 5), lambda: fired, "TIMER")
+    pump(stepper(ctx, ms=5), lambda: fired, "TIMER")
     dt = fired[0] - t0
     assert 0.049 <= dt < 0.5, dt
     settle(stepper(ctx), 0.15)
@@ -54,7 +43,7 @@ def test_set_timer_one_callback_after_delay(make_ctx, client) -> None:
     conn.set_timer(0.03)
     assert ctx.next_timeout() <= 30
     t0 = time.monotonic()
-    pump(stepper(ctx, 5), lambda: len(fired) == 2, "re-armed TIMER")
+    pump(stepper(ctx, ms=5), lambda: len(fired) == 2, "re-armed TIMER")
     assert fired[1] - t0 < 0.3
     settle(stepper(ctx), 0.6)
     assert len(fired) == 2
@@ -75,7 +64,7 @@ def test_set_timer_none_cancels(make_ctx, client) -> None:
     c = client(ctx.port)
     handshake(ctx, c)
     assert ctx.next_timeout() is None
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     conn.set_timer(0.05)
     conn.set_timer(None)
     assert ctx.next_timeout() is None
@@ -111,7 +100,7 @@ def test_handshake_timeout(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", echo.callback)], handshake_timeout=0.2)
     c = client(ctx.port)
     t0 = time.monotonic()
-    pump(stepper(ctx), lambda: ctx.all_connections(), "accept")
+    pump(stepper(ctx), lambda: ctx.connection_count, "accept")
     nt = ctx.next_timeout()
     assert nt is not None and nt <= 200
     wait_eof(ctx, c, "the handshake timeout")
@@ -120,7 +109,7 @@ def test_handshake_timeout(make_ctx, client) -> None:
     assert c.buf == b"", "a silent client gets no response, just the close"
     assert echo.count(Reason.CLOSED_HTTP) == 1
     assert echo.count(Reason.CLOSED) == 0
-    assert not ctx.connection_count
+    assert ctx.connection_count == 0
 
 
 def test_handshake_timeout_partial_head(make_ctx, client) -> None:
@@ -175,7 +164,7 @@ def test_callback_returns_close(make_ctx, client, msg, code, reason) -> None:
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
     assert echo.count(Reason.WS_PEER_INITIATED_CLOSE) == 0
-    assert not ctx.connection_count
+    assert ctx.connection_count == 0
 
 
 def test_callback_close_peer_never_answers(make_ctx, client) -> None:
@@ -203,7 +192,7 @@ def test_peer_close_frame(make_ctx, client) -> None:
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.WS_PEER_INITIATED_CLOSE) == 1
     assert echo.count(Reason.CLOSED) == 1
-    assert not ctx.connection_count
+    assert ctx.connection_count == 0
 
 
 def test_peer_fin_without_close(make_ctx, client) -> None:
@@ -219,7 +208,7 @@ def test_peer_fin_without_close(make_ctx, client) -> None:
     assert time.monotonic() - t0 < 1.0
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
-    assert not ctx.connection_count and len(ctx.fds) == 2
+    assert ctx.connection_count == 0 and len(ctx.fds) == 2
 
 
 def test_peer_rst(make_ctx, client) -> None:
@@ -231,7 +220,7 @@ def test_peer_rst(make_ctx, client) -> None:
     pump(stepper(ctx), lambda: echo.count(Reason.CLOSED), "CLOSED after RST")
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
-    assert not ctx.connection_count and len(ctx.fds) == 2
+    assert ctx.connection_count == 0 and len(ctx.fds) == 2
 
 
 def test_peer_rst_with_output_queued(make_ctx, client) -> None:
@@ -240,7 +229,7 @@ def test_peer_rst_with_output_queued(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", echo.callback)])
     c = client(ctx.port, rcvbuf=4096)
     handshake(ctx, c)
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     for _ in range(30):
         c.send(text(b"y" * 60000))

@@ -5,16 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-from wsclient import (
-    BINARY,
-    TEXT,
-    handshake,
-    pump,
-    settle,
-    stepper,
-    text,
-    wait_frame,
-)
+from support.servicing import pump, settle, stepper
+from wsclient import BINARY, TEXT, handshake, text, wait_frame
 
 from lwsbridge.context import POLLIN, Protocol, Reason, WriteKind
 from lwsbridge.core.errors import LocalProtocolError
@@ -46,7 +38,7 @@ def test_write_outside_writeable_raises(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     # Outside any callback.
     try:
         conn.write(b"x")
@@ -93,7 +85,7 @@ def test_slow_reader_bounded_buffer_and_writeable_stops(make_ctx, client) -> Non
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port, rcvbuf=65536)
     handshake(ctx, c)
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     bound = MSG + 16
 
     def step() -> None:
@@ -185,7 +177,7 @@ def test_rx_flow_control(make_ctx, client) -> None:
     ctx = make_ctx([Protocol("p", cb)])
     c = client(ctx.port)
     handshake(ctx, c)
-    conn = next(iter(ctx.all_connections()))
+    conn = ctx.all_connections()[0]
     # "stop" and two more in one TCP write: the two are parsed but held.
     c.send(text("stop") + text("a") + text("b"))
     pump(stepper(ctx), lambda: got, "stop")
@@ -213,7 +205,7 @@ def test_rx_flow_control(make_ctx, client) -> None:
 
 def test_rx_flow_control_with_echo_app(make_ctx, client) -> None:
     """The test-echo app pauses reading at its high-water mark; nothing is lost."""
-    from lwsbridge.apps.test_echo import EchoSession, echo_callback
+    from lwsbridge.apps.echo_protocol import EchoSession, echo_callback
 
     ctx = make_ctx([Protocol("lws-echo", echo_callback, EchoSession)], any_subprotocol=True)
     c = client(ctx.port)

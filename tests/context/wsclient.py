@@ -1,4 +1,4 @@
-"""A raw-socket WebSocket/HTTP client for the context tests, plus bounded servicing loops.
+"""A raw-socket WebSocket/HTTP client for the context tests, and waits built on it.
 
 The client never blocks the thread that services the context: reads are non-blocking
 (``pull``), writes are small enough for the kernel to take at once.  Its handshake
@@ -14,18 +14,16 @@ import os
 import select
 import socket
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
+from support.servicing import DEADLINE, pump, stepper
 
 from lwsbridge.context import Context, PollFd, Reason
 
 HOST = "127.0.0.1"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-DEADLINE = 5.0  # seconds any single wait may take before the test fails
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -234,30 +232,7 @@ class RawClient:
         return frame
 
 
-# ---------------------------------------------------------------------------- loops
-
-
-def pump(step: Callable[[], Any], cond: Callable[[], Any], what: str, timeout: float = DEADLINE):
-    """Run ``step`` until ``cond()`` is truthy (returned); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        step()
-
-
-def settle(step: Callable[[], Any], seconds: float) -> None:
-    """Run ``step`` for ``seconds`` (bounded)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        step()
-
-
-def stepper(ctx: Context, ms: int = 10) -> Callable[[], None]:
-    return lambda: ctx.service(ms)
+# ---------------------------------------------------------------------------- waits
 
 
 def handshake(ctx: Context, client: RawClient, path: str = "/", **kw: Any) -> HTTPResponse:

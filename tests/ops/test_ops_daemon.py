@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
 def start(lock: str | Path, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "lwsbridge.apps.test_server", "--daemonize"]
+    cmd = [sys.executable, "-m", "lwsbridge.apps.demo_server", "--daemonize"]
     cmd += ["--lock", str(lock), "-p", str(port), "-i", "127.0.0.1", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 

@@ -29,7 +29,7 @@ import os, resource, sys, time
 soft, mc, hog = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "hog"
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 from lwsbridge.apps.common import setup_logging
-from lwsbridge.apps.test_echo import build_context
+from lwsbridge.apps.echo_server import build_context
 setup_logging(7)
 ctx = build_context(0, "127.0.0.1", 1 << 20, **({"max_connections": mc} if mc else {}))
 ctx.service(0)  # the built-in loop's selector exists before any hogging
@@ -258,8 +258,8 @@ WRAPPER = (
 @pytest.mark.parametrize(
     ("module", "prog"),
     [
-        ("lwsbridge.apps.test_echo", "lwsbridge-test-echo"),
-        ("lwsbridge.apps.test_server", "lwsbridge-test-server"),
+        ("lwsbridge.apps.echo_server", "lwsbridge-test-echo"),
+        ("lwsbridge.apps.demo_server", "lwsbridge-test-server"),
     ],
 )
 def test_soft_limit_too_low_is_a_clear_error(module: str, prog: str) -> None:

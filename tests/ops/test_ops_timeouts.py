@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support.servicing import pump, settle, stepper
 
 from lwsbridge.context import CLOSE, ClientConnectInfo, Context, Protocol, Reason
 
@@ -141,20 +142,11 @@ def masked(opcode: int, payload: bytes) -> bytes:
 
 
 def run_until(ctx: Context, cond: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        ctx.service(10)
+    return pump(stepper(ctx, ms=10), cond, what, timeout)
 
 
 def run_for(ctx: Context, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        ctx.service(10)
+    settle(stepper(ctx, ms=10), seconds)
 
 
 def ws_peer(ctx: Context) -> Peer:

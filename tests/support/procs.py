@@ -22,9 +22,9 @@ HOST = "127.0.0.1"
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 
 _APP_MODULES = {
-    "lwsbridge-test-server": "lwsbridge.apps.test_server",
-    "lwsbridge-test-echo": "lwsbridge.apps.test_echo",
-    "lwsbridge-test-client": "lwsbridge.apps.test_client",
+    "lwsbridge-test-server": "lwsbridge.apps.demo_server",
+    "lwsbridge-test-echo": "lwsbridge.apps.echo_server",
+    "lwsbridge-test-client": "lwsbridge.apps.demo_client",
 }
 
 

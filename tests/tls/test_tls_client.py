@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from lwsbridge.apps import test_echo
 from lwsbridge.apps.certs import default_cert
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import ClientConnectInfo, Context, Protocol, Reason, WriteKind
 from lwsbridge.tls import ClientTLS, ServerTLS
 
@@ -52,7 +52,7 @@ def run_client(port: int, tls: bool | ClientTLS, host: str | None = None) -> lis
 @pytest.fixture
 def server(serve, certs):
     def start(cert: str, key: str) -> int:
-        ctx = test_echo.build_context(0, HOST, 1 << 20, tls=ServerTLS(cert, key))
+        ctx = build_echo(0, HOST, 1 << 20, tls=ServerTLS(cert, key))
         port = serve(ctx).port
         assert port is not None
         return port
@@ -133,7 +133,7 @@ def test_insecure_accepts_anything(server, certs) -> None:
 
 
 def test_plain_server_gives_one_error(serve) -> None:
-    ctx = test_echo.build_context(0, HOST, 1 << 20, handshake_timeout=0.5)
+    ctx = build_echo(0, HOST, 1 << 20, handshake_timeout=0.5)
     port = serve(ctx).port
     assert port is not None
     why = one_error(run_client(port, ClientTLS(insecure=True)))

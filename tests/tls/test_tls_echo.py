@@ -8,7 +8,7 @@ import threading
 import pytest
 from adapterkit import DRIVERS, Driver, have
 
-from lwsbridge.apps import test_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.tls import ServerTLS
 
 SIZES = (0, 125, 126, 65535, 65536, 1 << 20)
@@ -25,7 +25,7 @@ def adapter(request: pytest.FixtureRequest) -> Driver:
 def test_wss_echo_sizes(adapter: Driver, certs) -> None:
     from websockets.sync.client import connect
 
-    ctx = test_echo.build_context(0, "127.0.0.1", 2 << 20, tls=ServerTLS(certs.cert, certs.key))
+    ctx = build_echo(0, "127.0.0.1", 2 << 20, tls=ServerTLS(certs.cert, certs.key))
     client_ssl = ssl.create_default_context(cafile=certs.ca_pem)
     errors: list[BaseException] = []
     checked: list[tuple[str, int]] = []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lwsbridge.apps import test_echo
+from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.log import NOTICE
 from lwsbridge.tls import ServerTLS
 
@@ -21,7 +21,7 @@ OTHER = "ECDHE-RSA-AES256-GCM-SHA384"
 
 
 def echo_server(serve, tls: ServerTLS | None, **kw: Any):
-    return serve(test_echo.build_context(0, HOST, 2 << 20, tls=tls, **kw))
+    return serve(build_echo(0, HOST, 2 << 20, tls=tls, **kw))
 
 
 def client_ctx(certs, ciphers: str | None = None) -> ssl.SSLContext:
@@ -131,7 +131,7 @@ def test_stalled_handshakes_are_dropped_while_others_are_served(serve, certs) ->
     silent.close()
     half.close()
     wss_echo(srv.port, certs, "after")
-    assert srv.call(lambda: len(srv.ctx.all_connections())) == 0
+    assert srv.call(lambda: srv.ctx.connection_count) == 0
 
 
 # ---------------------------------------------------------------------------- record framing

@@ -25,14 +25,14 @@ from lwsbridge.context import (
 )
 from lwsbridge.tls import ClientTLS
 
-__all__ = ["TestClient", "main"]
+__all__ = ["DemoClient", "main"]
 
 MIRROR_INTERVAL = 0.02
 _rng = random.Random()
 
 
 @dataclass
-class TestClient:
+class DemoClient:
     """Both connections' state; the callbacks are its methods."""
 
     count: int | None = None
@@ -92,8 +92,8 @@ class TestClient:
 
 def build(
     host: str, port: int, ssl: bool | ClientTLS = False, count: int | None = None
-) -> tuple[Context, TestClient]:
-    app = TestClient(count=count)
+) -> tuple[Context, DemoClient]:
+    app = DemoClient(count=count)
     ctx = Context(
         [
             Protocol("dumb-increment-protocol", app.dumb),

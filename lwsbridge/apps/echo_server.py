@@ -1,67 +1,19 @@
-"""lwsbridge-test-echo: echo every message back with its opcode (lws test-echo's server)."""
+"""lwsbridge-test-echo: echo every message back with its opcode (lws test-echo's server).
+
+The protocol itself is in ``echo_protocol``; ``--client`` and ``--autobahn-client`` run
+the client side from ``echo_client`` instead of serving.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections import deque
 from typing import Any
 
-from lwsbridge.context import Connection, Context, Protocol, Reason, WriteKind
+from lwsbridge.apps import echo_client
+from lwsbridge.apps.echo_protocol import EchoSession, echo_callback
+from lwsbridge.context import Context, Protocol
 
-__all__ = ["EchoSession", "echo_callback", "main"]
-
-_HIGH_WATER = 16  # queued messages before reading pauses (rx flow control)
-_LOW_WATER = 4
-
-
-class EchoSession:
-    __slots__ = ("parts", "paused", "queue")
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.queue: deque[tuple[bytes, bool]] = deque()
-        self.paused = False  # reading stopped until the queue drains
-
-
-# Looked up once: enum attribute access is not free on the per-message path.
-_RECEIVES = (Reason.RECEIVE, Reason.CLIENT_RECEIVE)
-_WRITEABLES = (Reason.SERVER_WRITEABLE, Reason.CLIENT_WRITEABLE)
-_BINARY, _TEXT = WriteKind.BINARY, WriteKind.TEXT
-
-
-def echo_callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
-    if reason in _RECEIVES:
-        assert conn is not None
-        s: EchoSession = user
-        if conn.is_final_fragment():
-            if s.parts:
-                s.parts.append(payload)
-                msg = b"".join(s.parts)
-                s.parts.clear()
-            else:
-                msg = payload
-            s.queue.append((msg, conn.frame_is_binary()))
-            if len(s.queue) >= _HIGH_WATER and not s.paused:
-                s.paused = True
-                conn.rx_flow_control(False)
-            conn.callback_on_writable()
-        else:
-            s.parts.append(payload)
-    elif reason in _WRITEABLES:
-        assert conn is not None
-        s = user
-        if s.queue:
-            msg, binary = s.queue.popleft()
-            conn.write(msg, _BINARY if binary else _TEXT)
-            if s.queue:
-                conn.callback_on_writable()
-            if s.paused and len(s.queue) <= _LOW_WATER:
-                s.paused = False
-                conn.rx_flow_control(True)
-    elif reason is Reason.HTTP:
-        assert conn is not None
-        conn.http_response(200, "<h1>lwsbridge echo server</h1>\n")
-    return 0
+__all__ = ["build_context", "main"]
 
 
 def build_context(
@@ -133,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     catch_stop_signals()
     setup_logging(args.debug)
     if args.client or args.autobahn_client:
-        from lwsbridge.apps import echo_client
-
         if args.client:
             sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
             return echo_client.check_echo(args.client, sizes, args.max_size, args.loop)
