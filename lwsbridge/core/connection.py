@@ -44,15 +44,9 @@ from lwsbridge.core.frames import (
     build_close_payload,
     close_code_is_valid,
     encode_frame,
+    parse_close_payload,
 )
-from lwsbridge.core.handshake import (
-    HeaderList,
-    build_accept,
-    build_client_request,
-    build_reject,
-    check_response,
-    make_key,
-)
+from lwsbridge.core.handshake import ClientHandshake, HeaderList, build_accept, build_reject
 from lwsbridge.core.http11 import read_response_head
 from lwsbridge.core.http_server import ServerExchange
 from lwsbridge.core.state import Role, State, transition
@@ -90,10 +84,9 @@ class WSConnection:
         "_closed_emitted",
         "_events",
         "_frames",
+        "_handshake",
         "_http",
         "_key",
-        "_offered_extensions",
-        "_offered_protocols",
         "_out",
         "_out_in_message",
         "_request_headers",
@@ -130,9 +123,8 @@ class WSConnection:
         )
         self._http = ServerExchange()
         # handshake
-        self._key = b""
-        self._offered_protocols: tuple[str, ...] = ()
-        self._offered_extensions: dict[str, ExtensionFactory] = {}
+        self._key = b""  # server: the client's Sec-WebSocket-Key
+        self._handshake: ClientHandshake | None = None  # client: what it offered
         self._request_headers: Headers | None = None
         self.subprotocol: str | None = None
         # close handshake and the message being sent
@@ -457,19 +449,11 @@ class WSConnection:
         (RFC 6455 §4.1 wants a new nonce per connection: pin it only in tests).
         """
         state = transition(self.role, self.state, "initiate")
-        if key is None:
-            key = make_key()
-        offers = [f.offer() for f in extensions]
-        try:
-            request = build_client_request(
-                host, target, key, subprotocols, offers, origin, extra_headers
-            )
-        except ValueError as exc:
-            raise LocalProtocolError(str(exc)) from None
+        handshake = self._handshake = ClientHandshake()
+        request = handshake.request(
+            host, target, subprotocols, extensions, origin, extra_headers, key
+        )
         self.state = state
-        self._key = key
-        self._offered_protocols = tuple(subprotocols)
-        self._offered_extensions = {f.name: f for f in extensions}
         self._out.append(request)
 
     def _receive_response_head(self) -> None:
@@ -478,17 +462,9 @@ class WSConnection:
             return
         _version, status, _reason, headers = head
         self._request_headers = headers
+        assert self._handshake is not None  # HTTP_HEAD of a client comes after initiate
         try:
-            subprotocol, accepted = check_response(
-                status,
-                headers,
-                self._key,
-                self._offered_protocols,
-                list(self._offered_extensions),
-            )
-            exts = [self._offered_extensions[a.name].finalize(a) for a in accepted]
-            if len(exts) > 1:
-                raise RemoteProtocolError("more than one extension accepted")
+            subprotocol, accepted, extension = self._handshake.check(status, headers)
         except RemoteProtocolError as exc:
             self._buf.clear()
             self._out.append(_EOF)
@@ -497,7 +473,7 @@ class WSConnection:
             self._emit_closed(1006, exc.reason, clean=False)
             return
         self.subprotocol = subprotocol
-        self.extension = exts[0] if exts else None
+        self.extension = extension
         self.state = transition(self.role, self.state, "response_101")
         self._events.append(Established(subprotocol, accepted, headers))
         if self._buf:
@@ -516,19 +492,7 @@ class WSConnection:
             self._receive_close(payload)
 
     def _receive_close(self, payload: bytes) -> None:
-        # §5.5.1 / §7.1.5: the body is empty or a 2-byte code plus UTF-8 reason.
-        if not payload:
-            code, reason = 1005, ""
-        elif len(payload) == 1:
-            raise RemoteProtocolError("close frame with a 1-byte payload", code=1002)
-        else:
-            code = int.from_bytes(payload[:2], "big")
-            if not close_code_is_valid(code):
-                raise RemoteProtocolError(f"invalid close code {code}", code=1002)
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                raise RemoteProtocolError("close reason is not valid UTF-8", code=1007) from None
+        code, reason = parse_close_payload(payload)
         event = CloseReceived(code, reason)
         self._close_received = event
         self._events.append(event)

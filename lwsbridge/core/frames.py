@@ -21,6 +21,7 @@ __all__ = [
     "build_close_payload",
     "close_code_is_valid",
     "encode_frame",
+    "parse_close_payload",
 ]
 
 
@@ -59,6 +60,24 @@ def build_close_payload(code: int | None, reason: str = "") -> bytes:
     if len(data) > 125:
         raise ValueError("close reason too long: code + reason must fit 125 bytes")
     return data
+
+
+def parse_close_payload(payload: bytes) -> tuple[int, str]:
+    """``(code, reason)`` of a received close frame (§5.5.1, §7.1.5: 1005 if empty).
+
+    Raises :class:`RemoteProtocolError` (1002, or 1007 for a reason not in UTF-8).
+    """
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise RemoteProtocolError("close frame with a 1-byte payload", code=1002)
+    code = int.from_bytes(payload[:2], "big")
+    if not close_code_is_valid(code):
+        raise RemoteProtocolError(f"invalid close code {code}", code=1002)
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("close reason is not valid UTF-8", code=1007) from None
 
 
 def encode_frame(
