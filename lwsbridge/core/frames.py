@@ -36,8 +36,8 @@ class Opcode(IntEnum):
     PONG = 0xA
 
 
-DATA_OPCODES = frozenset({0x0, 0x1, 0x2})
-CONTROL_OPCODES = frozenset({0x8, 0x9, 0xA})
+DATA_OPCODES = frozenset({Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY})
+CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
 
 _PACK_H = struct.Struct("!BB").pack
 _PACK_H16 = struct.Struct("!BBH").pack
@@ -120,6 +120,7 @@ _CONTINUATION: Final = int(Opcode.CONTINUATION)
 _TEXT: Final = int(Opcode.TEXT)
 _BINARY: Final = int(Opcode.BINARY)
 _PONG: Final = int(Opcode.PONG)
+_CONTROL_BIT: Final = int(Opcode.CLOSE)  # §5.2: control opcodes have their top bit (0x8) set
 
 
 def _payload(buf: bytearray, start: int, end: int, mask: bytes) -> bytes:
@@ -263,7 +264,7 @@ class FrameReader:
                         raise RemoteProtocolError("masked frame from a server", code=1002)
                 elif not masked:
                     raise RemoteProtocolError("unmasked frame from a client", code=1002)
-                if opcode & 0x8:
+                if opcode & _CONTROL_BIT:
                     # Control frame (§5.5): whole, small, unfragmented, no RSV.
                     if opcode > _PONG:
                         raise RemoteProtocolError(f"reserved opcode {opcode:#x}", code=1002)
