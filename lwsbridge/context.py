@@ -382,7 +382,7 @@ class Context:
         conn.wrote = True
         payload = data.encode("utf-8") if isinstance(data, str) else data
         core = conn.core
-        if (kind is _TEXT or kind is _BINARY) and not core.out_in_message:
+        if (kind is _TEXT or kind is _BINARY) and not core.in_message_out:
             core.send_data(payload, binary=kind is _BINARY, final=final)  # the hot path
             self._svc.queue_output(conn)
             return len(payload)
@@ -395,11 +395,11 @@ class Context:
         elif kind is WriteKind.PONG:
             core.send_pong(payload)
         elif kind is WriteKind.CONTINUATION:
-            if not core.out_in_message:
+            if not core.in_message_out:
                 raise LocalProtocolError("CONTINUATION write without a message begun")
             core.send_data(payload, binary=True, final=final)
         else:
-            if core.out_in_message:
+            if core.in_message_out:
                 raise LocalProtocolError("a fragmented message is in progress: write CONTINUATION")
             core.send_data(payload, binary=kind is WriteKind.BINARY, final=final)
         self._svc.queue_output(conn)

@@ -16,8 +16,9 @@ class ReceiveBuffer:
 
     __slots__ = ("_data", "_searched")
 
-    def __init__(self) -> None:
-        self._data = bytearray()
+    def __init__(self, data: bytearray | None = None) -> None:
+        # ``data``: the bytearray to use (a subclass lets a test count the bytes scanned).
+        self._data = data if data is not None else bytearray()
         self._searched = 0
 
     def __len__(self) -> int:
@@ -30,6 +31,11 @@ class ReceiveBuffer:
     def data(self) -> bytearray:
         """The raw bytearray (for zero-copy parsing with memoryview; do not keep views)."""
         return self._data
+
+    @property
+    def searched(self) -> int:
+        """How far :meth:`find_head_end` has looked without finding the end (0 after)."""
+        return self._searched
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
         self._data += data

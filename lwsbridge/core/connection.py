@@ -9,6 +9,12 @@ What it will not do: touch a socket, a clock or a loop.  You feed it bytes with
 ``receive_data`` / ``receive_eof``, take events with ``events()``, and write what
 ``data_to_send()`` returns -- a ``b""`` chunk in it means "close the transport now".
 Timeouts (handshake, close, ping) are yours: call ``abort()`` when one expires.
+
+The layers: :class:`~lwsbridge.core.http_server.ServerExchange` reads requests and
+frames responses, :func:`~lwsbridge.core.http11.read_response_head` reads the client's
+101, :class:`~lwsbridge.core.frames.FrameReader` reads frames.  This class feeds the
+buffer to the reader of the current state, applies the state machine of
+:mod:`lwsbridge.core.state` and turns results into events and replies.
 """
 
 from __future__ import annotations
@@ -22,69 +28,40 @@ from lwsbridge.core.events import (
     Closed,
     CloseReceived,
     ConnectionFailed,
-    DataReceived,
     Established,
     Event,
     HandshakeFailed,
     Headers,
-    HTTPBody,
     HTTPRequest,
     Ping,
     Pong,
     RequestRejected,
-    UpgradeRequest,
 )
 from lwsbridge.core.extensions import Extension, ExtensionFactory
 from lwsbridge.core.frames import (
+    FrameReader,
     Opcode,
     build_close_payload,
     close_code_is_valid,
     encode_frame,
+    parse_close_payload,
 )
-from lwsbridge.core.handshake import (
-    HeaderList,
-    build_accept,
-    build_client_request,
-    build_reject,
-    check_response,
-    is_websocket_upgrade,
-    make_key,
-    validate_upgrade,
-)
-from lwsbridge.core.http11 import REASONS, build_head, parse_request_head, parse_response_head
-from lwsbridge.core.mask import apply_mask
+from lwsbridge.core.handshake import ClientHandshake, HeaderList, build_accept, build_reject
+from lwsbridge.core.http11 import read_response_head
+from lwsbridge.core.http_server import ServerExchange
 from lwsbridge.core.state import Role, State, transition
-from lwsbridge.core.utf8 import Utf8Validator, utf8_valid
 
 __all__ = ["WSConnection"]
 
 _EOF = b""
 _WS_STATES = (State.OPEN, State.LOCAL_CLOSING)
-
-
-def _payload(buf: bytearray, start: int, end: int, mask: bytes) -> bytes:
-    """``buf[start:end]`` unmasked with ``mask`` (b"": not masked), copied out once."""
-    if end - start >= 1024:
-        # Through a view released at once: a live view would forbid resizing buf.
-        with memoryview(buf) as mv, mv[start:end] as view:
-            return apply_mask(view, mask) if mask else bytes(view)
-    return apply_mask(buf[start:end], mask) if mask else bytes(buf[start:end])
-
-
-# RFC 9110 §5.6.2 tchar: what a request line's method must start with.
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-
-def _check_request_start(data: bytearray) -> None:
-    """Reject at the first byte what cannot be an HTTP request (not at the timeout)."""
-    for b in data[:3]:
-        if b in (0x0D, 0x0A):
-            continue  # RFC 9112 §2.2: empty lines before the request line are allowed
-        if b == 0x16:
-            raise RemoteProtocolError("TLS handshake on a plain (non-TLS) port", status=400)
-        if b not in _TCHAR:
-            raise RemoteProtocolError(f"not an HTTP request (first byte {b:#04x})", status=400)
-        return
+# Opcodes as plain ints for the send path (an IntEnum in a frame header costs more).
+_CONTINUATION = int(Opcode.CONTINUATION)
+_TEXT = int(Opcode.TEXT)
+_BINARY = int(Opcode.BINARY)
+_CLOSE = int(Opcode.CLOSE)
+_PING = int(Opcode.PING)
+_PONG = int(Opcode.PONG)
 
 
 class WSConnection:
@@ -94,44 +71,28 @@ class WSConnection:
     (default 0 = only the message limit) close with 1009 as soon as a frame header
     announces too much, before any of its payload is buffered; ``max_head_size``
     (default 8 KiB) answers 431.  ``auto_pong`` answers pings (the Ping event is
-    emitted either way).
+    emitted either way).  ``receive_buffer`` lets a caller supply the buffer input is
+    parsed from (a fresh :class:`ReceiveBuffer` by default).
     """
 
     # One object per connection: slots keep idle connections small (no __dict__).
     __slots__ = (
-        "_body_remaining",
         "_buf",
         "_client",
         "_close_received",
         "_close_sent",
         "_closed_emitted",
         "_events",
-        "_frame_fin",
-        "_frame_mask",
-        "_held",
-        "_held_final",
-        "_in_frame",
-        "_keep_alive",
+        "_frames",
+        "_handshake",
+        "_http",
         "_key",
-        "_msg_decoded",
-        "_msg_delivered",
-        "_msg_opcode",
-        "_msg_rsv",
-        "_msg_size",
-        "_offered_extensions",
-        "_offered_protocols",
         "_out",
         "_out_in_message",
-        "_remaining",
         "_request_headers",
-        "_responding",
         "_urandom",
-        "_utf8",
         "auto_pong",
-        "extension",
-        "max_frame_size",
         "max_head_size",
-        "max_message_size",
         "role",
         "state",
         "subprotocol",
@@ -146,47 +107,59 @@ class WSConnection:
         max_head_size: int = 8192,
         auto_pong: bool = True,
         mask_key_source: Callable[[int], bytes] = os.urandom,
+        receive_buffer: ReceiveBuffer | None = None,
     ) -> None:
         self.role = role
         self.state = State.HTTP_HEAD if role is Role.SERVER else State.IDLE
-        self.max_message_size = max_message_size
-        self.max_frame_size = max_frame_size
         self.max_head_size = max_head_size
         self.auto_pong = auto_pong
         self._urandom = mask_key_source
         self._client = role is Role.CLIENT
-        self._buf = ReceiveBuffer()
+        self._buf = receive_buffer if receive_buffer is not None else ReceiveBuffer()
         self._events: list[Event] = []
         self._out: list[bytes] = []
+        self._frames = FrameReader(
+            client=self._client, max_message_size=max_message_size, max_frame_size=max_frame_size
+        )
+        self._http = ServerExchange()
         # handshake
-        self._key = b""
-        self._offered_protocols: tuple[str, ...] = ()
-        self._offered_extensions: dict[str, ExtensionFactory] = {}
+        self._key = b""  # server: the client's Sec-WebSocket-Key
+        self._handshake: ClientHandshake | None = None  # client: what it offered
         self._request_headers: Headers | None = None
-        self._keep_alive = False
-        self._body_remaining = 0
-        self._responding = False  # an HTTP response head went out, its body may follow
         self.subprotocol: str | None = None
-        self.extension: Extension | None = None
-        # frame parser: the frame being received
-        self._in_frame = False  # payload of a data frame is being delivered
-        self._remaining = 0  # payload bytes of that frame still to come
-        self._frame_fin = False
-        self._frame_mask = b""  # mask rotated to where the next payload byte starts
-        # message being received
-        self._msg_opcode = 0  # 0: none in progress; else TEXT or BINARY
-        self._msg_rsv = 0
-        self._msg_size = 0
-        self._msg_delivered = False  # a DataReceived of this message went out already
-        self._utf8: Utf8Validator | None = None  # text message being received
-        self._msg_decoded = 0  # bytes an extension has produced for this message
-        self._held = False  # the extension holds decoded output: input parsing waits
-        self._held_final = False  # ... and it has all of the message's input already
-        # message being sent
+        # close handshake and the message being sent
         self._out_in_message = False
         self._close_sent = False
         self._close_received: CloseReceived | None = None
         self._closed_emitted = False
+
+    # ------------------------------------------------------------------ settings
+
+    # The frame limits and the extension live in the frame reader that applies them.
+    @property
+    def max_message_size(self) -> int:
+        return self._frames.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int) -> None:
+        self._frames.max_message_size = value
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._frames.max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        self._frames.max_frame_size = value
+
+    @property
+    def extension(self) -> Extension | None:
+        """The extension in use (negotiated in the handshake), or None."""
+        return self._frames.extension
+
+    @extension.setter
+    def extension(self, value: Extension | None) -> None:
+        self._frames.extension = value
 
     # ------------------------------------------------------------------ output
 
@@ -201,11 +174,6 @@ class WSConnection:
         return ev
 
     @property
-    def out_in_message(self) -> bool:
-        """A fragmented message we send is in progress (its next frame is a continuation)."""
-        return self._out_in_message
-
-    @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
 
@@ -214,6 +182,11 @@ class WSConnection:
         """The peer's handshake headers (request for a server, response for a client)."""
         return self._request_headers
 
+    @property
+    def in_message_out(self) -> bool:
+        """A message we send is unfinished: the next ``send_data`` continues it."""
+        return self._out_in_message
+
     def pending(self) -> bool:
         """True if there is work to do without new input (lws: forced service).
 
@@ -221,7 +194,7 @@ class WSConnection:
         call :meth:`process_pending` then.  (Input held while the caller answers a
         request is parsed as soon as the caller answers.)
         """
-        return self._held and self.state in _WS_STATES
+        return self._frames.held and self.state in _WS_STATES
 
     def process_pending(self) -> None:
         """Forced service: deliver the next piece of output the extension held back.
@@ -233,13 +206,12 @@ class WSConnection:
         :class:`DataReceived`; once nothing is held, buffered input is parsed again.
         Never raises for anything the peer sent.
         """
-        if not self._held or self.state not in _WS_STATES:
+        frames = self._frames
+        if not frames.held or self.state not in _WS_STATES:
             return
         try:
-            chunk, final = self._decode(b"", self._held_final)
-            if chunk or final:
-                self._emit_data(chunk, final, self._remaining)
-            if not self._held and self._buf:
+            frames.resume(self._events)
+            if not frames.held and self._buf:
                 self._receive_frames()
         except RemoteProtocolError as exc:
             self._fail(exc)
@@ -248,11 +220,21 @@ class WSConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the peer.  Never raises for anything the peer sends."""
-        if self.state is State.CLOSED:
+        state = self.state
+        if state is State.CLOSED:
             return  # RFC 6455 §7.1.1 / §5.5.1: input after the close is ignored
         if data:
             self._buf.append(data)
-        self._process()
+        if state not in _WS_STATES:
+            self._process()
+            return
+        # The hot path, as flat as it goes: one reader call for all the data frames here.
+        try:
+            control = self._frames.read(self._buf.data, self._events)
+            if control is not None:
+                self._receive_frames(control)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
 
     def receive_eof(self) -> None:
         """The peer closed its side (TCP FIN) or the transport broke."""
@@ -263,6 +245,7 @@ class WSConnection:
         self._emit_closed(1006, "connection closed without a close frame", clean=False)
 
     def _process(self) -> None:
+        """Feed the buffer to the reader of the current state."""
         try:
             state = self.state
             if state in _WS_STATES:
@@ -272,11 +255,27 @@ class WSConnection:
                     self._receive_response_head()
                 else:
                     self._receive_request_head()
-            elif state is State.HTTP_RESPONDING and self._body_remaining:
+            elif state is State.HTTP_RESPONDING and self._http.body_remaining:
                 self._receive_body()
             # UPGRADE_PENDING / HTTP_RESPONDING / IDLE: input waits in the buffer.
         except RemoteProtocolError as exc:
             self._fail(exc)
+
+    def _receive_frames(self, control: tuple[int, bytes] | None = None) -> None:
+        """Read frames until the input runs out, acting on each control frame met.
+
+        ``control``: a control frame the caller's own read already returned.
+        """
+        frames = self._frames
+        buf = self._buf.data
+        events = self._events
+        if control is None:
+            control = frames.read(buf, events)
+        while control is not None:
+            self._control(control[0], control[1])
+            if self.state not in _WS_STATES or not buf:
+                return
+            control = frames.read(buf, events)
 
     # ------------------------------------------------------------------ failing
 
@@ -285,8 +284,8 @@ class WSConnection:
         state = self.state
         if state is State.CLOSED:
             return
+        self._buf.clear()
         if state is State.HTTP_HEAD and not self._client:
-            self._buf.clear()
             self._out.append(build_reject(exc.status, exc.reason))
             self._out.append(_EOF)
             self.state = transition(self.role, state, "bad_request")
@@ -294,7 +293,6 @@ class WSConnection:
             self._emit_closed(1006, f"HTTP {exc.status}: {exc.reason}", clean=False)
             return
         if state is State.HTTP_HEAD and self._client:
-            self._buf.clear()
             self._out.append(_EOF)
             self.state = transition(self.role, state, "response_bad")
             status = exc.status if exc.status != 400 else None
@@ -302,8 +300,6 @@ class WSConnection:
             self._emit_closed(1006, exc.reason, clean=False)
             return
         # RFC 6455 §7.1.7: send a close frame with the code (unless we did), then close.
-        self._buf.clear()
-        self._held = False
         if state is State.OPEN and not self._close_sent:
             self._send_close_frame(exc.code, exc.reason[:100])
         self._out.append(_EOF)
@@ -325,58 +321,27 @@ class WSConnection:
         self._out.append(_EOF)
         self._emit_closed(1006, reason, clean=False)
 
-    # ------------------------------------------------------------------ server handshake
+    # ------------------------------------------------------------------ server side
 
     def _receive_request_head(self) -> None:
-        buf = self._buf
-        end = buf.find_head_end()
-        if end < 0:
-            if len(buf) > self.max_head_size:
-                raise RemoteProtocolError(
-                    f"request head larger than {self.max_head_size} bytes", status=431
-                )
-            _check_request_start(buf.data)
+        request = self._http.read_head(self._buf, self.max_head_size)
+        if request is None:
             return
-        if end > self.max_head_size:
-            raise RemoteProtocolError(
-                f"request head larger than {self.max_head_size} bytes", status=431
-            )
-        head = buf.consume(end)
-        method, target, version, headers = parse_request_head(head)
-        if is_websocket_upgrade(headers):
-            key, protocols, extensions = validate_upgrade(method, version, headers)
-            self._key = key
-            self._request_headers = headers
+        self._request_headers = request.headers
+        if isinstance(request, HTTPRequest):
+            self.state = transition(self.role, self.state, "http_request")
+            self._events.append(request)
+            if request.content_length:
+                self._receive_body()
+        else:
+            self._key = request.key
             self.state = transition(self.role, self.state, "upgrade_request")
-            self._events.append(UpgradeRequest(target, headers, key, protocols, extensions))
-            return
-        # A plain HTTP request (RFC 9112 §9.3: 1.1 is persistent unless "close").
-        conn_tokens = [t.lower() for t in headers.get_list(b"connection")]
-        keep_alive = (
-            b"close" not in conn_tokens if version >= (1, 1) else b"keep-alive" in conn_tokens
-        )
-        if b"transfer-encoding" in headers:
-            raise RemoteProtocolError("chunked request bodies are not supported", status=501)
-        lengths = headers.get_all(b"content-length")
-        length = 0
-        if lengths:
-            if len(set(lengths)) != 1 or not lengths[0].isdigit():
-                raise RemoteProtocolError("invalid Content-Length", status=400)
-            length = int(lengths[0])
-        self._keep_alive = keep_alive
-        self._body_remaining = length
-        self._request_headers = headers
-        self.state = transition(self.role, self.state, "http_request")
-        self._events.append(HTTPRequest(method, target, headers, keep_alive, length))
-        if length:
-            self._receive_body()
+            self._events.append(request)
 
     def _receive_body(self) -> None:
-        buf = self._buf
-        take = min(len(buf), self._body_remaining)
-        if take:
-            self._body_remaining -= take
-            self._events.append(HTTPBody(buf.consume(take), self._body_remaining == 0))
+        body = self._http.read_body(self._buf)
+        if body is not None:
+            self._events.append(body)
 
     def accept(
         self,
@@ -436,31 +401,17 @@ class WSConnection:
         ``headers`` must carry ``Content-Length`` when ``end`` is False (the body then
         follows with ``send_http_body``); with ``end`` it is added for ``body``.
         """
-        if self.state is not State.HTTP_RESPONDING or self._responding:
+        if self.state is not State.HTTP_RESPONDING:
             raise LocalProtocolError("no HTTP request is waiting for a response")
-        fields = list(headers)
-        names = {
-            (n.lower() if isinstance(n, str) else n.decode("latin-1").lower()) for n, _ in fields
-        }
-        if end and "content-length" not in names:
-            fields.append(("Content-Length", str(len(body))))
-        if not self._keep_alive and "connection" not in names:
-            fields.append(("Connection", "close"))
-        phrase = reason if reason is not None else REASONS.get(status, "")
-        try:
-            head = build_head(f"HTTP/1.1 {status} {phrase}", fields)
-        except ValueError as exc:
-            raise LocalProtocolError(str(exc)) from None
-        self._out.append(head)
+        self._out.append(self._http.response_head(status, headers, body, end, reason))
         if body:
             self._out.append(body)
-        self._responding = True
         if end:
             self._response_done()
 
     def send_http_body(self, data: bytes, *, end: bool = False) -> None:
         """Server: more of a response body begun with ``send_http_response(end=False)``."""
-        if self.state is not State.HTTP_RESPONDING or not self._responding:
+        if self.state is not State.HTTP_RESPONDING or not self._http.responding:
             raise LocalProtocolError("no HTTP response is in progress")
         if data:
             self._out.append(data)
@@ -468,8 +419,7 @@ class WSConnection:
             self._response_done()
 
     def _response_done(self) -> None:
-        self._responding = False
-        if self._keep_alive and not self._body_remaining:
+        if self._http.end_response():
             self.state = transition(self.role, self.state, "response_keep_alive")
             self._request_headers = None
             if self._buf:
@@ -480,7 +430,7 @@ class WSConnection:
             self._out.append(_EOF)
             self._emit_closed(1000, "HTTP response complete", clean=True)
 
-    # ------------------------------------------------------------------ client handshake
+    # ------------------------------------------------------------------ client side
 
     def initiate(
         self,
@@ -490,50 +440,31 @@ class WSConnection:
         extensions: Sequence[ExtensionFactory] = (),
         origin: str | None = None,
         extra_headers: HeaderList = (),
+        *,
+        key: bytes | None = None,
     ) -> None:
-        """Client: send the opening handshake (lws: ``lws_client_connect_via_info``'s request)."""
+        """Client: send the opening handshake (lws: ``lws_client_connect_via_info``'s request).
+
+        ``key`` is the ``Sec-WebSocket-Key`` to send; a fresh random one by default
+        (RFC 6455 §4.1 wants a new nonce per connection: pin it only in tests).
+        """
         state = transition(self.role, self.state, "initiate")
-        key = make_key()
-        offers = [f.offer() for f in extensions]
-        try:
-            request = build_client_request(
-                host, target, key, subprotocols, offers, origin, extra_headers
-            )
-        except ValueError as exc:
-            raise LocalProtocolError(str(exc)) from None
+        handshake = self._handshake = ClientHandshake()
+        request = handshake.request(
+            host, target, subprotocols, extensions, origin, extra_headers, key
+        )
         self.state = state
-        self._key = key
-        self._offered_protocols = tuple(subprotocols)
-        self._offered_extensions = {f.name: f for f in extensions}
         self._out.append(request)
 
     def _receive_response_head(self) -> None:
-        buf = self._buf
-        end = buf.find_head_end()
-        if end < 0:
-            if len(buf) > self.max_head_size:
-                raise RemoteProtocolError(f"response head larger than {self.max_head_size} bytes")
-            # Fail at once on a peer that is not speaking HTTP, not at the timeout.
-            start = bytes(buf.data[:5])
-            if not b"HTTP/".startswith(start):
-                raise RemoteProtocolError(f"response does not start with HTTP/: {start!r}")
+        head = read_response_head(self._buf, self.max_head_size)
+        if head is None:
             return
-        if end > self.max_head_size:
-            raise RemoteProtocolError(f"response head larger than {self.max_head_size} bytes")
-        head = buf.consume(end)
-        _version, status, _reason, headers = parse_response_head(head)
+        _version, status, _reason, headers = head
         self._request_headers = headers
+        assert self._handshake is not None  # HTTP_HEAD of a client comes after initiate
         try:
-            subprotocol, accepted = check_response(
-                status,
-                headers,
-                self._key,
-                self._offered_protocols,
-                list(self._offered_extensions),
-            )
-            exts = [self._offered_extensions[a.name].finalize(a) for a in accepted]
-            if len(exts) > 1:
-                raise RemoteProtocolError("more than one extension accepted")
+            subprotocol, accepted, extension = self._handshake.check(status, headers)
         except RemoteProtocolError as exc:
             self._buf.clear()
             self._out.append(_EOF)
@@ -542,236 +473,26 @@ class WSConnection:
             self._emit_closed(1006, exc.reason, clean=False)
             return
         self.subprotocol = subprotocol
-        self.extension = exts[0] if exts else None
+        self.extension = extension
         self.state = transition(self.role, self.state, "response_101")
         self._events.append(Established(subprotocol, accepted, headers))
         if self._buf:
             self._receive_frames()
 
-    # ------------------------------------------------------------------ frames in
-
-    def _receive_frames(self) -> None:
-        """Parse every complete frame header and deliver every payload byte available.
-
-        Works on the buffer in place with one ``del`` at the end: no per-byte Python
-        loop, no copy of the unparsed rest.
-        """
-        buf = self._buf.data
-        n = len(buf)
-        pos = 0
-        client = self._client
-        try:
-            while self.state in _WS_STATES and not self._held:
-                if self._in_frame:
-                    # Payload of a data frame: deliver what is here (RFC 6455 §5.4 lets
-                    # us; lws delivers it the same way).
-                    take = self._remaining if self._remaining <= n - pos else n - pos
-                    if take == 0 and self._remaining:
-                        break
-                    mask = self._frame_mask
-                    chunk = _payload(buf, pos, pos + take, mask)
-                    pos += take
-                    if mask:
-                        r = take & 3
-                        if r:
-                            self._frame_mask = mask[r:] + mask[:r]
-                    self._remaining -= take
-                    self._deliver(chunk)
-                    continue
-                if n - pos < 2:
-                    break
-                b0 = buf[pos]
-                b1 = buf[pos + 1]
-                length = b1 & 0x7F
-                hlen = 2
-                if length == 126:
-                    hlen = 4
-                elif length == 127:
-                    hlen = 10
-                masked = b1 & 0x80
-                if masked:
-                    hlen += 4
-                if n - pos < hlen:
-                    break
-                if length == 126:
-                    length = (buf[pos + 2] << 8) | buf[pos + 3]
-                elif length == 127:
-                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                    if length >> 63:
-                        raise RemoteProtocolError("frame length has its top bit set", code=1002)
-                opcode = b0 & 0x0F
-                fin = b0 & 0x80
-                rsv = b0 & 0x70
-                # §5.1: clients must mask, servers must not.
-                if client:
-                    if masked:
-                        raise RemoteProtocolError("masked frame from a server", code=1002)
-                elif not masked:
-                    raise RemoteProtocolError("unmasked frame from a client", code=1002)
-                if opcode >= 8:
-                    # Control frame (§5.5): whole, small, unfragmented, no RSV.
-                    if opcode > 0xA:
-                        raise RemoteProtocolError(f"reserved opcode {opcode:#x}", code=1002)
-                    if not fin:
-                        raise RemoteProtocolError("fragmented control frame", code=1002)
-                    if length > 125:
-                        raise RemoteProtocolError("control frame payload over 125 bytes", code=1002)
-                    if rsv:
-                        raise RemoteProtocolError("RSV bits set on a control frame", code=1002)
-                    if n - pos < hlen + length:
-                        break  # control frames are held until whole
-                    payload = bytes(buf[pos + hlen : pos + hlen + length])
-                    if masked:
-                        payload = apply_mask(payload, bytes(buf[pos + hlen - 4 : pos + hlen]))
-                    pos += hlen + length
-                    self._control(opcode, payload)
-                    continue
-                # Data frame (§5.6) and fragmentation rules (§5.4).
-                if opcode == 0:
-                    if not self._msg_opcode:
-                        raise RemoteProtocolError("continuation frame without a message", code=1002)
-                    if rsv:
-                        # RFC 7692 §6: RSV1 only on the first frame of a message.
-                        raise RemoteProtocolError("RSV bits set on a continuation frame", code=1002)
-                elif opcode <= 2:
-                    if self._msg_opcode:
-                        raise RemoteProtocolError(
-                            "new data frame inside a fragmented message", code=1002
-                        )
-                    if rsv:
-                        ext = self.extension
-                        if ext is None or (ext.rsv_mask & rsv) != rsv:
-                            raise RemoteProtocolError(
-                                "RSV bits set without an extension", code=1002
-                            )
-                    elif fin and n - pos - hlen >= length:
-                        # The common case: a whole one-frame message is in the buffer.
-                        # Deliver it in this pass, without the per-message state.
-                        if (self.max_frame_size and length > self.max_frame_size) or (
-                            self.max_message_size and length > self.max_message_size
-                        ):
-                            raise RemoteProtocolError(
-                                f"message of {length} bytes over the limit", code=1009
-                            )
-                        start = pos + hlen
-                        pos = start + length
-                        key = bytes(buf[start - 4 : start]) if masked else b""
-                        chunk = _payload(buf, start, pos, key)
-                        if opcode == 1 and not utf8_valid(chunk):  # §8.1
-                            raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
-                        self._events.append(DataReceived(chunk, opcode == 2, True, True, 0, True))
-                        continue
-                    self._msg_opcode = opcode
-                    self._msg_rsv = rsv
-                    self._msg_size = 0
-                    self._msg_delivered = False
-                    if opcode == 1:
-                        self._utf8 = Utf8Validator()
-                else:
-                    raise RemoteProtocolError(f"reserved opcode {opcode:#x}", code=1002)
-                if self.max_frame_size and length > self.max_frame_size:
-                    raise RemoteProtocolError(
-                        f"frame of {length} bytes over the {self.max_frame_size} limit", code=1009
-                    )
-                self._msg_size += length
-                if (
-                    self.max_message_size
-                    and self._msg_size > self.max_message_size
-                    and not self._msg_rsv  # compressed: checked on the inflated size
-                ):
-                    raise RemoteProtocolError(
-                        f"message over the {self.max_message_size} byte limit", code=1009
-                    )
-                self._frame_mask = bytes(buf[pos + hlen - 4 : pos + hlen]) if masked else b""
-                pos += hlen
-                self._frame_fin = bool(fin)
-                self._remaining = length
-                self._in_frame = True
-                if length == 0:
-                    self._deliver(b"")
-        finally:
-            if pos:
-                del buf[:pos]
-
-    def _deliver(self, chunk: bytes) -> None:
-        """Hand out one piece of the current data frame."""
-        remaining = self._remaining
-        frame_done = remaining == 0
-        if frame_done:
-            self._in_frame = False
-        final = frame_done and self._frame_fin
-        if not chunk and not final and (self._msg_delivered or not frame_done):
-            return  # nothing to say: an empty middle frame
-        if self._msg_rsv:
-            chunk, final = self._decode(chunk, final)
-            if not chunk and not final and self._msg_delivered:
-                return  # the extension produced nothing from this piece yet
-        self._emit_data(chunk, final, remaining)
-
-    def _decode(self, chunk: bytes, final: bool) -> tuple[bytes, bool]:
-        """Run a piece of a compressed message through the extension.
-
-        ``final`` says the message's input is complete; the returned flag says the
-        message's output is (False while the extension still holds some back).
-        """
-        ext = self.extension
-        assert ext is not None
-        allowed = self.max_message_size - self._msg_decoded if self.max_message_size else None
-        chunk = ext.decode(chunk, self._msg_rsv, final, allowed)
-        self._msg_decoded += len(chunk)
-        if ext.pending():
-            self._held = True
-            self._held_final = final
-            return chunk, False
-        self._held = False
-        return chunk, final
-
-    def _emit_data(self, chunk: bytes, final: bool, remaining: int) -> None:
-        # §8.1: fail fast on invalid UTF-8; pieces may end mid-character.  ASCII pieces
-        # with no partial character pending need no decoding at all.
-        v = self._utf8
-        if (
-            v is not None
-            and (final or v.pending or not chunk.isascii())
-            and not v.feed(chunk, final)
-        ):
-            raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
-        first = not self._msg_delivered
-        self._msg_delivered = True
-        if final:
-            binary = self._msg_opcode == 2
-            self._msg_opcode = 0
-            self._msg_rsv = 0
-            self._msg_decoded = 0
-            self._utf8 = None
-        else:
-            binary = self._msg_opcode == 2
-        self._events.append(DataReceived(chunk, binary, first, final, remaining, self._frame_fin))
+    # ------------------------------------------------------------------ control frames in
 
     def _control(self, opcode: int, payload: bytes) -> None:
-        if opcode == 0x9:
+        if opcode == _PING:
             self._events.append(Ping(payload))
             if self.auto_pong and self.state is State.OPEN:
-                self._out.extend(self._frame(0xA, payload))
-        elif opcode == 0xA:
+                self._out.extend(self._frame(_PONG, payload))
+        elif opcode == _PONG:
             self._events.append(Pong(payload))
         else:
             self._receive_close(payload)
 
     def _receive_close(self, payload: bytes) -> None:
-        # §5.5.1 / §7.1.5: the body is empty or a 2-byte code plus UTF-8 reason.
-        if not payload:
-            code, reason = 1005, ""
-        elif len(payload) == 1:
-            raise RemoteProtocolError("close frame with a 1-byte payload", code=1002)
-        else:
-            code = int.from_bytes(payload[:2], "big")
-            if not close_code_is_valid(code):
-                raise RemoteProtocolError(f"invalid close code {code}", code=1002)
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                raise RemoteProtocolError("close reason is not valid UTF-8", code=1007) from None
+        code, reason = parse_close_payload(payload)
         event = CloseReceived(code, reason)
         self._close_received = event
         self._events.append(event)
@@ -811,7 +532,7 @@ class WSConnection:
         else:
             payload = bytes(data) if not isinstance(data, bytes) else data
             is_binary = True if binary is None else binary
-        opcode = 0 if self._out_in_message else (2 if is_binary else 1)
+        opcode = _CONTINUATION if self._out_in_message else (_BINARY if is_binary else _TEXT)
         rsv = 0
         ext = self.extension
         if ext is not None:
@@ -823,13 +544,13 @@ class WSConnection:
         self._check_open("send a ping")
         if len(payload) > 125:
             raise LocalProtocolError("ping payload over 125 bytes")
-        self._out.extend(self._frame(0x9, payload))
+        self._out.extend(self._frame(_PING, payload))
 
     def send_pong(self, payload: bytes = b"") -> None:
         self._check_open("send a pong")
         if len(payload) > 125:
             raise LocalProtocolError("pong payload over 125 bytes")
-        self._out.extend(self._frame(0xA, payload))
+        self._out.extend(self._frame(_PONG, payload))
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> None:
         """Start the closing handshake (§7.1.2); data may still arrive until the peer's close."""
@@ -847,4 +568,4 @@ class WSConnection:
     def _send_close_frame(self, code: int | None, reason: str) -> None:
         self._close_sent = True
         payload = build_close_payload(code, reason.encode("utf-8")[:123].decode("utf-8", "ignore"))
-        self._out.extend(self._frame(int(Opcode.CLOSE), payload))
+        self._out.extend(self._frame(_CLOSE, payload))

@@ -115,6 +115,16 @@ class PerMessageDeflate(Extension):
         self._full = False  # the last call hit its output cap: zlib may hold more
         self._tail_added = False  # the message's input is complete (tail appended)
 
+    @property
+    def has_compressor(self) -> bool:
+        """A zlib compressor is alive (made lazily; dropped with no_context_takeover)."""
+        return self._compressor is not None
+
+    @property
+    def has_decompressor(self) -> bool:
+        """A zlib decompressor is alive (made lazily; dropped with no_context_takeover)."""
+        return self._decompressor is not None
+
     def __repr__(self) -> str:
         return f"PerMessageDeflate({self._response.serialize()!r})"
 

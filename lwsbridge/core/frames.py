@@ -1,20 +1,27 @@
-"""RFC 6455 §5 frames: opcodes, close codes, and serializing frames (parsing is in connection)."""
+"""RFC 6455 §5 frames: opcodes, close codes, serializing frames, and the frame reader."""
 
 from __future__ import annotations
 
 import os
 import struct
 from enum import IntEnum
+from typing import Final
 
+from lwsbridge.core.errors import RemoteProtocolError
+from lwsbridge.core.events import DataReceived, Event
+from lwsbridge.core.extensions import Extension
 from lwsbridge.core.mask import apply_mask
+from lwsbridge.core.utf8 import Utf8Validator, utf8_valid
 
 __all__ = [
     "CONTROL_OPCODES",
     "DATA_OPCODES",
+    "FrameReader",
     "Opcode",
     "build_close_payload",
     "close_code_is_valid",
     "encode_frame",
+    "parse_close_payload",
 ]
 
 
@@ -29,8 +36,8 @@ class Opcode(IntEnum):
     PONG = 0xA
 
 
-DATA_OPCODES = frozenset({0x0, 0x1, 0x2})
-CONTROL_OPCODES = frozenset({0x8, 0x9, 0xA})
+DATA_OPCODES = frozenset({Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY})
+CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
 
 _PACK_H = struct.Struct("!BB").pack
 _PACK_H16 = struct.Struct("!BBH").pack
@@ -53,6 +60,24 @@ def build_close_payload(code: int | None, reason: str = "") -> bytes:
     if len(data) > 125:
         raise ValueError("close reason too long: code + reason must fit 125 bytes")
     return data
+
+
+def parse_close_payload(payload: bytes) -> tuple[int, str]:
+    """``(code, reason)`` of a received close frame (§5.5.1, §7.1.5: 1005 if empty).
+
+    Raises :class:`RemoteProtocolError` (1002, or 1007 for a reason not in UTF-8).
+    """
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise RemoteProtocolError("close frame with a 1-byte payload", code=1002)
+    code = int.from_bytes(payload[:2], "big")
+    if not close_code_is_valid(code):
+        raise RemoteProtocolError(f"invalid close code {code}", code=1002)
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("close reason is not valid UTF-8", code=1007) from None
 
 
 def encode_frame(
@@ -87,3 +112,317 @@ def encode_frame(
         # Small frames: one chunk is cheaper to write than two.
         return [header + payload]
     return [header, payload]
+
+
+# The reader compares opcodes as plain ints (an IntEnum compare costs more per frame);
+# these are the same named values.
+_CONTINUATION: Final = int(Opcode.CONTINUATION)
+_TEXT: Final = int(Opcode.TEXT)
+_BINARY: Final = int(Opcode.BINARY)
+_PONG: Final = int(Opcode.PONG)
+_CONTROL_BIT: Final = int(Opcode.CLOSE)  # §5.2: control opcodes have their top bit (0x8) set
+
+
+def _payload(buf: bytearray, start: int, end: int, mask: bytes) -> bytes:
+    """``buf[start:end]`` unmasked with ``mask`` (b"": not masked), copied out once."""
+    if end - start >= 1024:
+        # Through a view released at once: a live view would forbid resizing buf.
+        with memoryview(buf) as mv, mv[start:end] as view:
+            return apply_mask(view, mask) if mask else bytes(view)
+    return apply_mask(buf[start:end], mask) if mask else bytes(buf[start:end])
+
+
+class FrameReader:
+    """Bytes -> frames for one end of a WebSocket (RFC 6455 §5), with partial delivery.
+
+    :meth:`read` parses the front of a bytearray in place: it checks every header
+    (masking by role, reserved bits and opcodes, control frame rules, fragmentation,
+    the size limits), hands out data payload as :class:`DataReceived` pieces as soon as
+    bytes arrive (text validated as UTF-8, compressed messages run through the
+    ``extension``), and stops at each control frame, returning it whole for the caller
+    to act on (pong, close).  It raises :class:`RemoteProtocolError` with the close
+    code for anything the peer got wrong.
+
+    State kept between calls: the frame whose payload is being delivered (remaining
+    bytes, FIN, the mask rotated to the next byte) and the message in progress (opcode,
+    RSV bits, size, UTF-8 validator, what the extension holds back).
+    """
+
+    __slots__ = (
+        "_client",
+        "_frame_fin",
+        "_frame_mask",
+        "_held",
+        "_held_final",
+        "_in_frame",
+        "_msg_decoded",
+        "_msg_delivered",
+        "_msg_opcode",
+        "_msg_rsv",
+        "_msg_size",
+        "_remaining",
+        "_utf8",
+        "extension",
+        "max_frame_size",
+        "max_message_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        max_message_size: int = 1 << 20,
+        max_frame_size: int = 0,
+        extension: Extension | None = None,
+    ) -> None:
+        self._client = client  # frames come from a server: they must not be masked
+        self.max_message_size = max_message_size  # 0: unlimited
+        self.max_frame_size = max_frame_size  # 0: only the message limit
+        self.extension = extension
+        # the frame being received
+        self._in_frame = False  # payload of a data frame is being delivered
+        self._remaining = 0  # payload bytes of that frame still to come
+        self._frame_fin = False
+        self._frame_mask = b""  # mask rotated to where the next payload byte starts
+        # the message being received
+        self._msg_opcode = 0  # 0: none in progress; else TEXT or BINARY
+        self._msg_rsv = 0
+        self._msg_size = 0
+        self._msg_delivered = False  # a DataReceived of this message went out already
+        self._utf8: Utf8Validator | None = None  # text message being received
+        self._msg_decoded = 0  # bytes the extension has produced for this message
+        self._held = False  # the extension holds decoded output: parsing waits
+        self._held_final = False  # ... and it has all of the message's input already
+
+    @property
+    def held(self) -> bool:
+        """The extension holds decoded output back: call :meth:`resume`, input waits."""
+        return self._held
+
+    @property
+    def remaining(self) -> int:
+        """Payload bytes of the current data frame still to come."""
+        return self._remaining
+
+    def read(self, buf: bytearray, events: list[Event]) -> tuple[int, bytes] | None:
+        """Parse ``buf`` from the front, appending data pieces to ``events``.
+
+        Returns ``(opcode, payload)`` of the first control frame met (consumed from
+        ``buf``), or None when the input runs out or the extension holds output back.
+        Consumed bytes are removed with one ``del`` at the end: no per-byte Python loop,
+        no copy of the unparsed rest.
+        """
+        n = len(buf)
+        pos = 0
+        client = self._client
+        append = events.append
+        try:
+            while not self._held:
+                if self._in_frame:
+                    # Payload of a data frame: deliver what is here (RFC 6455 §5.4 lets
+                    # us; lws delivers it the same way).
+                    take = self._remaining if self._remaining <= n - pos else n - pos
+                    if take == 0 and self._remaining:
+                        return None
+                    mask = self._frame_mask
+                    chunk = _payload(buf, pos, pos + take, mask)
+                    pos += take
+                    if mask:
+                        r = take & 3
+                        if r:
+                            self._frame_mask = mask[r:] + mask[:r]
+                    self._remaining -= take
+                    self._deliver(chunk, events)
+                    continue
+                if n - pos < 2:
+                    return None
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                length = b1 & 0x7F
+                hlen = 2
+                if length == 126:
+                    hlen = 4
+                elif length == 127:
+                    hlen = 10
+                masked = b1 & 0x80
+                if masked:
+                    hlen += 4
+                if n - pos < hlen:
+                    return None
+                if length == 126:
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                elif length == 127:
+                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                    if length >> 63:
+                        raise RemoteProtocolError("frame length has its top bit set", code=1002)
+                opcode = b0 & 0x0F
+                fin = b0 & 0x80
+                rsv = b0 & 0x70
+                # §5.1: clients must mask, servers must not.
+                if client:
+                    if masked:
+                        raise RemoteProtocolError("masked frame from a server", code=1002)
+                elif not masked:
+                    raise RemoteProtocolError("unmasked frame from a client", code=1002)
+                if opcode & _CONTROL_BIT:
+                    # Control frame (§5.5): whole, small, unfragmented, no RSV.
+                    if opcode > _PONG:
+                        raise RemoteProtocolError(f"reserved opcode {opcode:#x}", code=1002)
+                    self._check_control(fin, length, rsv)
+                    if n - pos < hlen + length:
+                        return None  # control frames are held until whole
+                    payload = bytes(buf[pos + hlen : pos + hlen + length])
+                    if masked:
+                        payload = apply_mask(payload, bytes(buf[pos + hlen - 4 : pos + hlen]))
+                    pos += hlen + length
+                    return opcode, payload
+                # Data frame (§5.6) and fragmentation rules (§5.4).
+                if opcode == _CONTINUATION:
+                    self._check_continuation(rsv)
+                elif opcode <= _BINARY:  # TEXT or BINARY (0 was taken above)
+                    if self._msg_opcode:
+                        raise RemoteProtocolError(
+                            "new data frame inside a fragmented message", code=1002
+                        )
+                    if rsv:
+                        self._check_rsv(rsv)
+                    elif fin and n - pos - hlen >= length:
+                        # The common case: a whole one-frame message is in the buffer.
+                        # Deliver it in this pass, without the per-message state.
+                        if (self.max_frame_size and length > self.max_frame_size) or (
+                            self.max_message_size and length > self.max_message_size
+                        ):
+                            raise RemoteProtocolError(
+                                f"message of {length} bytes over the limit", code=1009
+                            )
+                        start = pos + hlen
+                        pos = start + length
+                        key = bytes(buf[start - 4 : start]) if masked else b""
+                        chunk = _payload(buf, start, pos, key)
+                        if opcode == _TEXT and not utf8_valid(chunk):  # §8.1
+                            raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
+                        append(DataReceived(chunk, opcode == _BINARY, True, True, 0, True))
+                        continue
+                    self._start_message(opcode, rsv)
+                else:
+                    raise RemoteProtocolError(f"reserved opcode {opcode:#x}", code=1002)
+                self._start_frame(length, bool(fin))
+                self._frame_mask = bytes(buf[pos + hlen - 4 : pos + hlen]) if masked else b""
+                pos += hlen
+                if length == 0:
+                    self._deliver(b"", events)
+            return None
+        finally:
+            if pos:
+                del buf[:pos]
+
+    def resume(self, events: list[Event]) -> None:
+        """Deliver the next piece of output the extension held back (one event at most)."""
+        chunk, final = self._decode(b"", self._held_final)
+        if chunk or final:
+            self._emit_data(chunk, final, self._remaining, events)
+
+    # ------------------------------------------------------------------ header rules
+
+    @staticmethod
+    def _check_control(fin: int, length: int, rsv: int) -> None:
+        if not fin:
+            raise RemoteProtocolError("fragmented control frame", code=1002)
+        if length > 125:
+            raise RemoteProtocolError("control frame payload over 125 bytes", code=1002)
+        if rsv:
+            raise RemoteProtocolError("RSV bits set on a control frame", code=1002)
+
+    def _check_continuation(self, rsv: int) -> None:
+        if not self._msg_opcode:
+            raise RemoteProtocolError("continuation frame without a message", code=1002)
+        if rsv:
+            # RFC 7692 §6: RSV1 only on the first frame of a message.
+            raise RemoteProtocolError("RSV bits set on a continuation frame", code=1002)
+
+    def _check_rsv(self, rsv: int) -> None:
+        ext = self.extension
+        if ext is None or (ext.rsv_mask & rsv) != rsv:
+            raise RemoteProtocolError("RSV bits set without an extension", code=1002)
+
+    def _start_message(self, opcode: int, rsv: int) -> None:
+        self._msg_opcode = opcode
+        self._msg_rsv = rsv
+        self._msg_size = 0
+        self._msg_delivered = False
+        if opcode == _TEXT:
+            self._utf8 = Utf8Validator()
+
+    def _start_frame(self, length: int, fin: bool) -> None:
+        """Check the limits for a data frame whose payload follows, and expect it."""
+        if self.max_frame_size and length > self.max_frame_size:
+            raise RemoteProtocolError(
+                f"frame of {length} bytes over the {self.max_frame_size} limit", code=1009
+            )
+        self._msg_size += length
+        if (
+            self.max_message_size
+            and self._msg_size > self.max_message_size
+            and not self._msg_rsv  # compressed: checked on the inflated size
+        ):
+            raise RemoteProtocolError(
+                f"message over the {self.max_message_size} byte limit", code=1009
+            )
+        self._frame_fin = fin
+        self._remaining = length
+        self._in_frame = True
+
+    # ------------------------------------------------------------------ payload out
+
+    def _deliver(self, chunk: bytes, events: list[Event]) -> None:
+        """Hand out one piece of the current data frame."""
+        remaining = self._remaining
+        frame_done = remaining == 0
+        if frame_done:
+            self._in_frame = False
+        final = frame_done and self._frame_fin
+        if not chunk and not final and (self._msg_delivered or not frame_done):
+            return  # nothing to say: an empty middle frame
+        if self._msg_rsv:
+            chunk, final = self._decode(chunk, final)
+            if not chunk and not final and self._msg_delivered:
+                return  # the extension produced nothing from this piece yet
+        self._emit_data(chunk, final, remaining, events)
+
+    def _decode(self, chunk: bytes, final: bool) -> tuple[bytes, bool]:
+        """Run a piece of a compressed message through the extension.
+
+        ``final`` says the message's input is complete; the returned flag says the
+        message's output is (False while the extension still holds some back).
+        """
+        ext = self.extension
+        assert ext is not None
+        allowed = self.max_message_size - self._msg_decoded if self.max_message_size else None
+        chunk = ext.decode(chunk, self._msg_rsv, final, allowed)
+        self._msg_decoded += len(chunk)
+        if ext.pending():
+            self._held = True
+            self._held_final = final
+            return chunk, False
+        self._held = False
+        return chunk, final
+
+    def _emit_data(self, chunk: bytes, final: bool, remaining: int, events: list[Event]) -> None:
+        # §8.1: fail fast on invalid UTF-8; pieces may end mid-character.  ASCII pieces
+        # with no partial character pending need no decoding at all.
+        v = self._utf8
+        if (
+            v is not None
+            and (final or v.pending or not chunk.isascii())
+            and not v.feed(chunk, final)
+        ):
+            raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
+        first = not self._msg_delivered
+        self._msg_delivered = True
+        binary = self._msg_opcode == _BINARY
+        if final:
+            self._msg_opcode = 0
+            self._msg_rsv = 0
+            self._msg_decoded = 0
+            self._utf8 = None
+        events.append(DataReceived(chunk, binary, first, final, remaining, self._frame_fin))

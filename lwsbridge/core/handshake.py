@@ -8,13 +8,19 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-from lwsbridge.core.errors import RemoteProtocolError
+from lwsbridge.core.errors import LocalProtocolError, RemoteProtocolError
 from lwsbridge.core.events import ExtensionOffer, Headers
-from lwsbridge.core.extensions import format_extensions, parse_extensions
+from lwsbridge.core.extensions import (
+    Extension,
+    ExtensionFactory,
+    format_extensions,
+    parse_extensions,
+)
 from lwsbridge.core.http11 import build_head, build_response
 
 __all__ = [
     "GUID",
+    "ClientHandshake",
     "accept_key",
     "build_accept",
     "build_client_request",
@@ -187,3 +193,53 @@ def check_response(
         if ext.name not in extension_names:
             raise RemoteProtocolError(f"server accepted an extension we did not offer: {ext.name}")
     return subprotocol, accepted
+
+
+class ClientHandshake:
+    """The client's side of the opening handshake: the request it sends (§4.1) and the
+    check of the server's answer against what was offered (§4.2.2)."""
+
+    __slots__ = ("_factories", "_key", "_protocols")
+
+    def __init__(self) -> None:
+        self._key = b""
+        self._protocols: tuple[str, ...] = ()
+        self._factories: dict[str, ExtensionFactory] = {}
+
+    def request(
+        self,
+        host: str,
+        target: str,
+        subprotocols: Sequence[str],
+        extensions: Sequence[ExtensionFactory],
+        origin: str | None,
+        extra_headers: HeaderList,
+        key: bytes | None,
+    ) -> bytes:
+        """The request to send; ``key`` None makes a fresh one.  Raises LocalProtocolError."""
+        if key is None:
+            key = make_key()
+        offers = [f.offer() for f in extensions]
+        try:
+            request = build_client_request(
+                host, target, key, subprotocols, offers, origin, extra_headers
+            )
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self._key = key
+        self._protocols = tuple(subprotocols)
+        self._factories = {f.name: f for f in extensions}
+        return request
+
+    def check(
+        self, status: int, headers: Headers
+    ) -> tuple[str | None, tuple[ExtensionOffer, ...], Extension | None]:
+        """``(subprotocol, accepted offers, extension)`` of a valid 101, else
+        RemoteProtocolError."""
+        subprotocol, accepted = check_response(
+            status, headers, self._key, self._protocols, list(self._factories)
+        )
+        exts = [self._factories[a.name].finalize(a) for a in accepted]
+        if len(exts) > 1:
+            raise RemoteProtocolError("more than one extension accepted")
+        return subprotocol, accepted, exts[0] if exts else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from lwsbridge.core.buffer import ReceiveBuffer
 from lwsbridge.core.errors import RemoteProtocolError
 from lwsbridge.core.events import Headers
 
@@ -13,6 +14,7 @@ __all__ = [
     "build_response",
     "parse_request_head",
     "parse_response_head",
+    "read_response_head",
 ]
 
 # RFC 9110 §5.6.2: token = 1*tchar
@@ -110,6 +112,24 @@ def parse_response_head(head: bytes | bytearray) -> tuple[tuple[int, int], int, 
     headers = _parse_fields(lines[1:])
     reason = (m.group(4) or b"").decode("latin-1")
     return (int(m.group(1)), int(m.group(2))), int(m.group(3)), reason, headers
+
+
+def read_response_head(
+    buf: ReceiveBuffer, max_head_size: int
+) -> tuple[tuple[int, int], int, str, Headers] | None:
+    """Client: the response head from ``buf`` (consumed, parsed), or None until complete."""
+    end = buf.find_head_end()
+    if end < 0:
+        if len(buf) > max_head_size:
+            raise RemoteProtocolError(f"response head larger than {max_head_size} bytes")
+        # Fail at once on a peer that is not speaking HTTP, not at the timeout.
+        start = bytes(buf.data[:5])
+        if not b"HTTP/".startswith(start):
+            raise RemoteProtocolError(f"response does not start with HTTP/: {start!r}")
+        return None
+    if end > max_head_size:
+        raise RemoteProtocolError(f"response head larger than {max_head_size} bytes")
+    return parse_response_head(buf.consume(end))
 
 
 def _encode(value: str | bytes) -> bytes:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 from lwsbridge.core import mask as _mask_module
 
-__all__ = ["Utf8Validator", "utf8_valid"]
+__all__ = ["Utf8Validator", "c_check", "utf8_valid"]
 
 _Decoder = codecs.getincrementaldecoder("utf-8")
-_c_check: Callable[[bytes, int], int] | None = None
+# The C validator (None without the speedup); tests set it to None for the Python path.
+c_check: Callable[[bytes, int], int] | None = None
 if _mask_module.SPEEDUPS:  # the same switch as masking: LWSBRIDGE_NO_SPEEDUPS=1 turns both off
     try:
         from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
@@ -25,7 +26,7 @@ if _mask_module.SPEEDUPS:  # the same switch as masking: LWSBRIDGE_NO_SPEEDUPS=1
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        _c_check = utf8_check
+        c_check = utf8_check
 
 
 class Utf8Validator:
@@ -35,7 +36,7 @@ class Utf8Validator:
 
     def __init__(self) -> None:
         self._state = 0
-        self._decoder = None if _c_check is not None else _Decoder("strict")
+        self._decoder = None if c_check is not None else _Decoder("strict")
 
     @property
     def pending(self) -> bool:
@@ -46,8 +47,8 @@ class Utf8Validator:
 
     def feed(self, data: bytes, final: bool) -> bool:
         if self._decoder is None:
-            assert _c_check is not None
-            self._state = _c_check(data, self._state)
+            assert c_check is not None
+            self._state = c_check(data, self._state)
             return self._state == 0 or (self._state > 0 and not final)
         try:
             self._decoder.decode(data, final)
@@ -63,8 +64,8 @@ def utf8_valid(data: bytes) -> bool:
     """Is ``data`` a complete, well-formed UTF-8 text (no surrogates, nothing over U+10FFFF)?"""
     if data.isascii():
         return True
-    if _c_check is not None:
-        return bool(_c_check(data, 0) == 0)
+    if c_check is not None:
+        return bool(c_check(data, 0) == 0)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:

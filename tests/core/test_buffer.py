@@ -80,20 +80,19 @@ def test_find_head_end_remembers_offset() -> None:
     buf = ReceiveBuffer()
     buf.append(b"GET / HTTP/1.1\r\nHost: a")
     assert buf.find_head_end() == -1
-    assert buf._searched == len(buf)
+    assert buf.searched == len(buf)
     buf.append(b"bc\r\n")
     assert buf.find_head_end() == -1
-    assert buf._searched == len(buf)
+    assert buf.searched == len(buf)
     buf.append(b"\r\n")
     assert buf.find_head_end() == len(buf)
     # consuming resets the search
     buf.consume(len(buf))
-    assert buf._searched == 0
+    assert buf.searched == 0
 
 
 def test_bytewise_head_search_is_linear() -> None:
-    buf = ReceiveBuffer()
-    buf._data = CountingBytearray()
+    buf = ReceiveBuffer(CountingBytearray())
     line = b"X-Filler: " + b"a" * 50 + b"\r\n"
     head = b"GET / HTTP/1.1\r\n" + line * 160 + b"\r\n"
     n = len(head)
@@ -111,7 +110,9 @@ def test_bytewise_head_search_is_linear() -> None:
 
 @pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])
 def test_connection_bytewise_head_is_linear(role: Role) -> None:
-    conn = WSConnection(role, max_head_size=1 << 20)
+    conn = WSConnection(
+        role, max_head_size=1 << 20, receive_buffer=ReceiveBuffer(CountingBytearray())
+    )
     if role is Role.CLIENT:
         conn.initiate("h")
         conn.data_to_send()
@@ -120,7 +121,6 @@ def test_connection_bytewise_head_is_linear(role: Role) -> None:
         head = b"GET / HTTP/1.1\r\nHost: h\r\n"
     head += b"X-Filler: " + b"b" * 60 + b"\r\n"
     head += (b"X-More: " + b"c" * 60 + b"\r\n") * 200
-    conn._buf._data = CountingBytearray()
     for i in range(len(head)):
         conn.receive_data(head[i : i + 1])
     n = len(head)

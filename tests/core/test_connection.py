@@ -765,3 +765,22 @@ def test_client_waits_on_a_partial_status_line() -> None:
     conn.data_to_send()
     conn.receive_data(b"HTT")
     assert conn.state is State.HTTP_HEAD
+
+
+def test_in_message_out_follows_the_fragments_we_send() -> None:
+    conn = open_server()
+    assert not conn.in_message_out
+    conn.send_data(b"a", final=False)
+    assert conn.in_message_out
+    conn.send_data(b"b", final=True)
+    assert not conn.in_message_out
+
+
+def test_limits_set_after_construction_apply() -> None:
+    conn = open_server()
+    conn.max_message_size = 3
+    conn.max_frame_size = 2
+    assert (conn.max_message_size, conn.max_frame_size) == (3, 2)
+    conn.receive_data(build_frame(2, b"xyz"))
+    events = conn.events()
+    assert any(isinstance(e, ConnectionFailed) and e.code == 1009 for e in events)

@@ -145,20 +145,20 @@ def test_round_trip_both_roles(server_nct: bool, client_nct: bool, bits: int) ->
         assert _messages(events) == [m.encode() if isinstance(m, str) else m for m in msgs]
         assert not b.pending()
     # with no_context_takeover the state is gone between messages
-    assert (sext._compressor is None) == server_nct
-    assert (cext._decompressor is None) == server_nct
-    assert (cext._compressor is None) == client_nct
-    assert (sext._decompressor is None) == client_nct
+    assert (not sext.has_compressor) == server_nct
+    assert (not cext.has_decompressor) == server_nct
+    assert (not cext.has_compressor) == client_nct
+    assert (not sext.has_decompressor) == client_nct
 
 
 def test_zlib_state_is_created_lazily() -> None:
     server, client = _pair(PerMessageDeflateFactory(), PerMessageDeflateFactory())
     sext = server.extension
     assert isinstance(sext, PerMessageDeflate)
-    assert sext._compressor is None and sext._decompressor is None
+    assert not sext.has_compressor and not sext.has_decompressor
     client.send_data(b"hi")
     _transfer(client, server)
-    assert sext._compressor is None and sext._decompressor is not None
+    assert not sext.has_compressor and sext.has_decompressor
 
 
 def test_context_takeover_shrinks_repeated_messages() -> None:

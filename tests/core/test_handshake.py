@@ -373,8 +373,10 @@ def test_client_established(mode: str) -> None:
 
 
 def test_client_rfc_example_key() -> None:
-    conn, _ = new_client()
-    conn._key = RFC_KEY  # pin the random key to check against the RFC's accept value
+    conn = WSConnection(Role.CLIENT)
+    # pin the random key to check against the RFC's accept value
+    conn.initiate("example.com", key=RFC_KEY)
+    assert client_key(take(conn).data) == RFC_KEY
     conn.receive_data(response_101(RFC_KEY, accept=RFC_ACCEPT))
     assert isinstance(conn.events()[0], Established)
 
