@@ -16,13 +16,25 @@ from hypothesis import HealthCheck, settings
 # keeps no example database.  ``long`` is the randomized exploration run, ten times the
 # examples: ``HYPOTHESIS_PROFILE=long python -m pytest tests/core/test_hypothesis.py``
 # (README, "Development").  ``dev``, the default elsewhere, is randomized at CI's size.
+# Every profile starts from hypothesis's own "default": without a parent a profile would
+# inherit from whatever is loaded now, and hypothesis itself loads a derandomized "ci"
+# profile when it sees CI set -- ``long`` would then silently stop being random.
 _EXAMPLES = 200
+_BASE = settings.get_profile("default")
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile(
-    "ci", max_examples=_EXAMPLES, derandomize=True, database=None, print_blob=True, **_COMMON
+    "ci",
+    _BASE,
+    max_examples=_EXAMPLES,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    **_COMMON,
 )
-settings.register_profile("dev", max_examples=_EXAMPLES, **_COMMON)
-settings.register_profile("long", max_examples=10 * _EXAMPLES, print_blob=True, **_COMMON)
+settings.register_profile("dev", _BASE, max_examples=_EXAMPLES, derandomize=False, **_COMMON)
+settings.register_profile(
+    "long", _BASE, max_examples=10 * _EXAMPLES, derandomize=False, print_blob=True, **_COMMON
+)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )

@@ -4,6 +4,7 @@ never raises out of ``receive_data``."""
 from __future__ import annotations
 
 import itertools
+import os
 
 from helpers import open_client, open_server, upgrade_request
 from hypothesis import HealthCheck, example, given, settings
@@ -180,3 +181,14 @@ def test_garbage_handshake_client(garbage: bytes, cuts: list[int]) -> None:
     conn.initiate("example.com")
     conn.data_to_send()
     check_garbage(conn, garbage, cuts)
+
+
+def test_profile_follows_the_environment() -> None:
+    """CI (CI or HYPOTHESIS_PROFILE=ci) runs derandomized, so it cannot depend on luck."""
+    name = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+    profile = settings.get_profile(name)
+    assert settings.default.derandomize is profile.derandomize
+    assert settings.default.max_examples == profile.max_examples
+    assert settings.get_profile("ci").derandomize and settings.get_profile("ci").database is None
+    assert not settings.get_profile("long").derandomize
+    assert settings.get_profile("long").max_examples == 10 * settings.get_profile("ci").max_examples
