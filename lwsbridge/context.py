@@ -47,7 +47,7 @@ from lwsbridge.core.events import (
 )
 from lwsbridge.core.pollset import POLLERR, POLLHUP, POLLIN, POLLOUT, PollArgs
 from lwsbridge.core.state import Role, State
-from lwsbridge.fileserve import FileServer
+from lwsbridge.fileserve import FileServer, plan_response
 from lwsbridge.lifecycle import Phase, TimerKind
 from lwsbridge.listener import Listener, connection_limit
 from lwsbridge.log import NOTICE, logger
@@ -441,24 +441,43 @@ class Context:
         self,
         conn: Connection,
         path: str,
-        content_type: str = "application/octet-stream",
+        content_type: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
     ) -> bool:
-        """lws_serve_http_file: stream a file under ``resource_root``; False when 404."""
+        """lws_serve_http_file: answer the current request with a file under ``resource_root``.
+
+        ``content_type`` None: from the file name (text types get ``charset=utf-8``).
+        HEAD, conditional requests (304), one Range (206/416), the redirect of a
+        directory to its slash (301) and 405 for other methods are handled as
+        :mod:`lwsbridge.fileserve` describes.  True when a file (or its head, or a
+        304/206) went out; False for 404, 301, 405 and 416.
+        """
         self._check_thread()
         conn.responded = True
-        stream = self._files.open(path)
-        if stream is None:
-            conn.core.send_http_response(
-                404, [("Content-Type", "text/html; charset=utf-8")], b"<h1>404 Not Found</h1>"
-            )
-            self._svc.queue_output(conn)
-            return False
-        conn.core.send_http_response(
-            200,
-            [("Content-Type", content_type), ("Content-Length", str(stream.size)), *headers],
-            end=False,
+        found = self._files.lookup(path)
+        request = conn.handshake_headers
+        wanted: dict[str, str] = {}
+        if request is not None:
+            for name in ("if-none-match", "if-modified-since", "range", "if-range"):
+                value = request.get(name)
+                if value is not None:
+                    wanted[name] = value.decode("latin-1")
+        plan = plan_response(conn.http_method or "GET", wanted, found, content_type)
+        stream = found.stream
+        fields = (
+            plan.headers
+            if plan.status in (200, 206, 304)
+            else [("Content-Type", "text/html; charset=utf-8"), *plan.headers]
         )
+        if plan.part is None:
+            if stream is not None:
+                stream.close()
+            conn.core.send_http_response(plan.status, [*fields, *headers], plan.body)
+            self._svc.queue_output(conn)
+            return plan.status in (200, 206, 304)
+        assert stream is not None
+        stream.select(*plan.part)
+        conn.core.send_http_response(plan.status, [*fields, *headers], end=False)
         conn.file = stream
         self._svc.queue_output(conn)
         if conn.alive:
@@ -554,6 +573,7 @@ class Context:
     def _http_request(self, conn: Connection, ev: HTTPRequest) -> None:
         self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
         conn.handshake_headers = ev.headers
+        conn.http_method = ev.method
         conn.responded = False
         p0 = self.protocols[0]
         if self._svc.call(conn, p0, Reason.FILTER_HTTP_CONNECTION, ev.target):
@@ -566,6 +586,7 @@ class Context:
             if not conn.responded and conn.alive:
                 self.http_response(conn, 404, "<h1>404 Not Found</h1>")
         conn.handshake_headers = None
+        conn.http_method = None
         if conn.alive and conn.core.state is State.HTTP_HEAD:
             self._svc.timers.schedule(conn, TimerKind.PROTOCOL, self.keepalive_timeout)
 
