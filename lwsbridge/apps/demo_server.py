@@ -195,6 +195,11 @@ def _main_daemon(args: argparse.Namespace) -> int:
     from lwsbridge.daemon import daemonize
     from lwsbridge.log import emit_syslog, lwsl_err
 
+    # The daemon runs in "/": paths given relative to the caller's directory are resolved
+    # first (daemonize() does the same for the lock file).
+    for opt in ("resource_path", "cert", "key"):
+        if getattr(args, opt, None):
+            setattr(args, opt, os.path.abspath(getattr(args, opt)))
     handle = daemonize(args.lock, name="lwsbridge-test-server", wait_ready=True)
     syslog.openlog("lwsbridge-test-server", syslog.LOG_PID, syslog.LOG_DAEMON)
     setup_logging(args.debug, emit_syslog)
