@@ -136,6 +136,14 @@ class Flood:
     def __init__(self, client: RawClient, messages: list[bytes]) -> None:
         self.client, self.data, self.sent = client, b"".join(map(fast_frame, messages)), 0
 
+    def add(self, messages: list[bytes]) -> None:
+        self.data = self.data[self.sent :] + b"".join(map(fast_frame, messages))
+        self.sent = 0
+
+    @property
+    def done(self) -> bool:
+        return self.sent == len(self.data)
+
     def step(self) -> None:
         if self.sent < len(self.data):
             with contextlib.suppress(BlockingIOError):  # full: the next step goes on
@@ -194,23 +202,45 @@ def test_mirror_drops_only_a_member_that_stops_reading(client) -> None:
     try:
         readers = [mirror_member(ctx, client) for _ in range(3)]
         flooder = readers[0]  # it reads too: it is a member
-        # It never reads: its kernel buffers (a few MB on loopback) fill, then it stalls.
+        # It never reads: the kernel buffers to it (a few MB on loopback, depending on
+        # the kernel's settings) fill, then it stops taking messages and holds the ring.
         lazy = client(ctx.port, rcvbuf=4096)
         handshake(ctx, lazy, protocols=("lws-mirror-protocol",))
-        sent = [b"%04d" % i + b"x" * (32 * 1024) for i in range(200)]  # 6.4 MB
+
+        def message(i: int) -> bytes:
+            return b"%05d" % i + b"x" * (32 * 1024)
+
+        sent = [message(i) for i in range(100)]
         flood = Flood(flooder, sent)
         got: list[list[Frame]] = [[] for _ in readers]
+        batches_after_drop = 0
+
+        def dropped() -> bool:
+            return any(c.user.dropped for c in ctx.connections(mirror.protocol))
 
         def step() -> None:
+            nonlocal batches_after_drop
             ctx.service(5)
             flood.step()
             for c, frames in zip(readers, got, strict=True):
                 drain(c, frames)
+            # More until the lazy one is dropped (how much its buffers take depends on
+            # the kernel; capped at 64 MB), then one batch more: the others go on.
+            if flood.done and len(sent) < 2000 and batches_after_drop < 1:
+                batches_after_drop += dropped()
+                more = [message(i) for i in range(len(sent), len(sent) + 50)]
+                sent.extend(more)
+                flood.add(more)
 
         def done() -> bool:
-            return all(len(f) >= len(sent) for f in got) or any(c.eof for c in readers)
+            if any(c.eof for c in readers):
+                return True
+            return (batches_after_drop or len(sent) >= 2000) and all(
+                len(f) >= len(sent) for f in got
+            )
 
-        pump(step, done, "every message", timeout=30)
+        pump(step, done, "every message", timeout=60)
+        assert dropped(), f"{len(sent)} messages of 32 kB did not fill the lazy member"
         for c, frames in zip(readers, got, strict=True):
             assert [f.payload for f in frames] == sent
             assert not c.eof
