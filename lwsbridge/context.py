@@ -24,6 +24,8 @@ services it, except :meth:`Context.cancel_service`.
 
 from __future__ import annotations
 
+import errno
+import select
 import threading
 import time
 from collections.abc import Sequence
@@ -267,14 +269,66 @@ class Context:
 
         It is the array loop of ``lwsbridge.adapters`` on the best kernel interface
         there is (epoll, else poll, else select), found through :mod:`lwsbridge.loops`.
+        The loop is made on the first call; if the process has no free fd for it then
+        (EMFILE), an error is logged once, the round is served without it, and the next
+        call tries again: service() does not raise for that.
         """
         self._check_thread()
         builtin = self._builtin
         if builtin is None:
             if self._svc.poll.sink is not None:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
-            builtin = self._builtin = load_loop(best_array_loop())(self)  # attaches as sink
+            name = best_array_loop()
+            try:
+                builtin = self._builtin = load_loop(name)(self)  # attaches as sink
+            except OSError as exc:
+                # The loop is made on first use, and epoll (or the import of its module)
+                # needs an fd.  With none free that is the host's condition, not a bug of
+                # ours: say so once, serve this round without it, and try again next time.
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                if not self._loop_starved:
+                    self._loop_starved = True
+                    logger.error(
+                        "service(): no free file descriptor to start the %s loop (%s); "
+                        "serving with plain poll() until one is free",
+                        name,
+                        exc.strerror,
+                    )
+                self._service_without_loop(timeout_ms)
+                return
+            if self._loop_starved:
+                self._loop_starved = False
+                logger.log(NOTICE, "service(): the %s loop is running now", name)
         builtin.run_once(timeout_ms)
+
+    _loop_starved = False  # service() is running without its loop: logged once
+
+    def _service_without_loop(self, timeout_ms: int | None) -> None:
+        """One round of service() on a one-shot ``select.poll`` (or ``select``): no fd needed.
+
+        Only for the rare round where the built-in loop cannot be made (no free fd).
+        """
+        wait = self.next_timeout()
+        if wait is None or (timeout_ms is not None and 0 <= timeout_ms < wait):
+            wait = timeout_ms
+        watched = [(fd, ev) for fd, ev in self.fds if ev]
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            for fd, ev in watched:
+                poller.register(fd, ev)
+            ready = poller.poll(None if wait is None or wait < 0 else wait)
+        else:  # no poll(): select(), which needs no fd either
+            rl = [fd for fd, ev in watched if ev & POLLIN]
+            wl = [fd for fd, ev in watched if ev & POLLOUT]
+            r, w, _ = select.select(rl, wl, [], None if wait is None or wait < 0 else wait / 1e3)
+            ready = [
+                (fd, (POLLIN if fd in r else 0) | (POLLOUT if fd in w else 0)) for fd in {*r, *w}
+            ]
+        for fd, revents in ready:
+            # service_fd() ignores an fd the context closed earlier in this pass.
+            self.service_fd(fd, revents)
+        self.service_pending()
 
     def cancel_service(self) -> None:
         """Wake the servicing thread; every protocol gets EVENT_WAIT_CANCELLED. Thread-safe."""
