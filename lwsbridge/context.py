@@ -24,13 +24,12 @@ services it, except :meth:`Context.cancel_service`.
 
 from __future__ import annotations
 
-import errno
-import select
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, overload
 
+from lwsbridge.builtin_loop import BuiltinLoop
 from lwsbridge.connection import Connection
 from lwsbridge.core.connection import WSConnection
 from lwsbridge.core.errors import LocalProtocolError
@@ -48,13 +47,12 @@ from lwsbridge.core.events import (
     UpgradeRequest,
 )
 from lwsbridge.core.pollset import POLLERR, POLLHUP, POLLIN, POLLOUT, PollArgs
-from lwsbridge.core.state import Role, State
-from lwsbridge.fileserve import FileServer, plan_response
+from lwsbridge.core.state import Role
+from lwsbridge.fileserve import FileServer
+from lwsbridge.http_serving import HttpServing
 from lwsbridge.lifecycle import Phase, TimerKind
 from lwsbridge.listener import Listener, connection_limit
 from lwsbridge.log import NOTICE, logger
-from lwsbridge.loops import best_array_loop
-from lwsbridge.loops import load as load_loop
 from lwsbridge.service import Service
 from lwsbridge.tls import ClientTLS, ServerTLS
 from lwsbridge.vocabulary import (
@@ -148,7 +146,7 @@ class Context:
             p.index = i
         self._by_name = {p.name: p for p in self.protocols}
         self._owner = threading.get_ident()
-        self._builtin: Any = None
+        self._builtin: BuiltinLoop | None = None
         self.max_message_size = max_message_size
         self.max_head_size = max_head_size
         self.handshake_timeout = handshake_timeout
@@ -165,8 +163,8 @@ class Context:
         self.pong_timeout = pong_timeout if pong_timeout is not None else ping_interval
         #: TCP keepalive (lws ka_time / ka_probes / ka_interval); 0 = off
         self.ka_time, self.ka_probes, self.ka_interval = ka_time, ka_probes, ka_interval
-        self._files = FileServer(resource_root)
-        self.resource_root = self._files.root
+        files = FileServer(resource_root)
+        self.resource_root = files.root
         self.max_connections = connection_limit(max_connections)
         self._destroyed = False
         self._svc = Service(
@@ -176,6 +174,7 @@ class Context:
             server_tls=tls.build() if tls is not None else None,
             client_tls=client_tls,
         )
+        self._http = HttpServing(self, self._svc, files)
         listener = None
         if port is not None:
             listener = Listener(
@@ -265,70 +264,18 @@ class Context:
         self._svc.service_pending()
 
     def service(self, timeout_ms: int | None = 1000) -> None:
-        """One round of the built-in loop (lws ``lws_service``).
+        """One round of the built-in loop (lws ``lws_service``): see :mod:`lwsbridge.builtin_loop`.
 
         It is the array loop of ``lwsbridge.adapters`` on the best kernel interface
-        there is (epoll, else poll, else select), found through :mod:`lwsbridge.loops`.
-        The loop is made on the first call; if the process has no free fd for it then
-        (EMFILE), an error is logged once, the round is served without it, and the next
-        call tries again: service() does not raise for that.
+        there is (epoll, else poll, else select), found through :mod:`lwsbridge.loops`
+        and made on the first call; it does not raise when no fd is free for it (EMFILE).
         """
         self._check_thread()
-        builtin = self._builtin
-        if builtin is None:
+        if self._builtin is None:
             if self._svc.poll.sink is not None:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
-            name = best_array_loop()
-            try:
-                builtin = self._builtin = load_loop(name)(self)  # attaches as sink
-            except OSError as exc:
-                # The loop is made on first use, and epoll (or the import of its module)
-                # needs an fd.  With none free that is the host's condition, not a bug of
-                # ours: say so once, serve this round without it, and try again next time.
-                if exc.errno not in (errno.EMFILE, errno.ENFILE):
-                    raise
-                if not self._loop_starved:
-                    self._loop_starved = True
-                    logger.error(
-                        "service(): no free file descriptor to start the %s loop (%s); "
-                        "serving with plain poll() until one is free",
-                        name,
-                        exc.strerror,
-                    )
-                self._service_without_loop(timeout_ms)
-                return
-            if self._loop_starved:
-                self._loop_starved = False
-                logger.log(NOTICE, "service(): the %s loop is running now", name)
-        builtin.run_once(timeout_ms)
-
-    _loop_starved = False  # service() is running without its loop: logged once
-
-    def _service_without_loop(self, timeout_ms: int | None) -> None:
-        """One round of service() on a one-shot ``select.poll`` (or ``select``): no fd needed.
-
-        Only for the rare round where the built-in loop cannot be made (no free fd).
-        """
-        wait = self.next_timeout()
-        if wait is None or (timeout_ms is not None and 0 <= timeout_ms < wait):
-            wait = timeout_ms
-        watched = [(fd, ev) for fd, ev in self.fds if ev]
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            for fd, ev in watched:
-                poller.register(fd, ev)
-            ready = poller.poll(None if wait is None or wait < 0 else wait)
-        else:  # no poll(): select(), which needs no fd either
-            rl = [fd for fd, ev in watched if ev & POLLIN]
-            wl = [fd for fd, ev in watched if ev & POLLOUT]
-            r, w, _ = select.select(rl, wl, [], None if wait is None or wait < 0 else wait / 1e3)
-            ready = [
-                (fd, (POLLIN if fd in r else 0) | (POLLOUT if fd in w else 0)) for fd in {*r, *w}
-            ]
-        for fd, revents in ready:
-            # service_fd() ignores an fd the context closed earlier in this pass.
-            self.service_fd(fd, revents)
-        self.service_pending()
+            self._builtin = BuiltinLoop(self)
+        self._builtin.run_once(timeout_ms)
 
     def cancel_service(self) -> None:
         """Wake the servicing thread; every protocol gets EVENT_WAIT_CANCELLED. Thread-safe."""
@@ -486,10 +433,7 @@ class Context:
     ) -> None:
         """Answer ``conn``'s current HTTP request in one go (lws_return_http_status style)."""
         self._check_thread()
-        data = body.encode("utf-8") if isinstance(body, str) else body
-        conn.responded = True
-        conn.core.send_http_response(status, [("Content-Type", content_type), *headers], data)
-        self._svc.queue_output(conn)
+        self._http.respond(conn, status, body, content_type, headers)
 
     def serve_file(
         self,
@@ -507,36 +451,7 @@ class Context:
         304/206) went out; False for 404, 301, 405 and 416.
         """
         self._check_thread()
-        conn.responded = True
-        found = self._files.lookup(path)
-        request = conn.handshake_headers
-        wanted: dict[str, str] = {}
-        if request is not None:
-            for name in ("if-none-match", "if-modified-since", "range", "if-range"):
-                value = request.get(name)
-                if value is not None:
-                    wanted[name] = value.decode("latin-1")
-        plan = plan_response(conn.http_method or "GET", wanted, found, content_type)
-        stream = found.stream
-        fields = (
-            plan.headers
-            if plan.status in (200, 206, 304)
-            else [("Content-Type", "text/html; charset=utf-8"), *plan.headers]
-        )
-        if plan.part is None:
-            if stream is not None:
-                stream.close()
-            conn.core.send_http_response(plan.status, [*fields, *headers], plan.body)
-            self._svc.queue_output(conn)
-            return plan.status in (200, 206, 304)
-        assert stream is not None
-        stream.select(*plan.part)
-        conn.core.send_http_response(plan.status, [*fields, *headers], end=False)
-        conn.file = stream
-        self._svc.queue_output(conn)
-        if conn.alive:
-            self._svc.file_more(conn)
-        return True
+        return self._http.serve_file(conn, path, content_type, headers)
 
     def _handle(self, conn: Connection, ev: Any) -> None:
         t = type(ev)
@@ -557,7 +472,7 @@ class Context:
         elif t is UpgradeRequest:
             self._upgrade(conn, ev)
         elif t is HTTPRequest:
-            self._http_request(conn, ev)
+            self._http.request(conn, ev)
         elif t is HTTPBody:
             r = self._svc.call(conn, conn.protocol, Reason.HTTP_BODY, ev.data)
             if not r and ev.final:
@@ -623,26 +538,6 @@ class Context:
             self._svc.close_gracefully(conn)
         elif self.ping_interval and conn.phase is _WS:
             self._svc.timers.schedule(conn, TimerKind.PING, self.ping_interval)
-
-    def _http_request(self, conn: Connection, ev: HTTPRequest) -> None:
-        self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
-        conn.handshake_headers = ev.headers
-        conn.http_method = ev.method
-        conn.responded = False
-        p0 = self.protocols[0]
-        if self._svc.call(conn, p0, Reason.FILTER_HTTP_CONNECTION, ev.target):
-            self.http_response(conn, 403, "<h1>403 Forbidden</h1>")
-        else:
-            r = self._svc.call(conn, p0, Reason.HTTP, ev.target)
-            if r:
-                self._svc.kill(conn, "closed by HTTP callback")
-                return
-            if not conn.responded and conn.alive:
-                self.http_response(conn, 404, "<h1>404 Not Found</h1>")
-        conn.handshake_headers = None
-        conn.http_method = None
-        if conn.alive and conn.core.state is State.HTTP_HEAD:
-            self._svc.timers.schedule(conn, TimerKind.PROTOCOL, self.keepalive_timeout)
 
     def _core_closed(self, conn: Connection) -> None:
         """The core is done; flush what it queued (close frame, EOF) then close."""
