@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from adapterkit import ArrayDriver, have
+from adapterkit import ArrayDriver, have, recording
 
 from lwsbridge.apps import test_echo
 from lwsbridge.context import Context
@@ -98,7 +98,7 @@ def test_zmq_req_rep_beside_websockets(contexts, workers) -> None:
 
     poller = zmq.Poller()
     poller.register(rep, zmq.POLLIN)
-    ad = ZmqPollerAdapter(ctx, poller)
+    ad = recording(ZmqPollerAdapter)(ctx, poller)
     replies = 0
     try:
         for _ in range(3):
@@ -170,7 +170,7 @@ def test_gevent_other_greenlets_run(contexts, workers) -> None:
 def test_trio_other_task_in_the_nursery(contexts, workers) -> None:
     import trio
 
-    from lwsbridge.adapters.trio_loop import run_trio
+    from lwsbridge.adapters.trio_loop import TrioAdapter
 
     ctx = echo_ctx(contexts)
     ticks = [0]
@@ -178,8 +178,7 @@ def test_trio_other_task_in_the_nursery(contexts, workers) -> None:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            ad = await run_trio(ctx, nursery)
-            assert ad is not None
+            ad = recording(TrioAdapter)(ctx, nursery)
 
             async def ticker() -> None:
                 while True:
@@ -224,7 +223,7 @@ def test_asyncio_other_coroutines(flavour, contexts, workers) -> None:
     served: list[bytes] = []
 
     async def main() -> None:
-        ad = AsyncioAdapter(ctx)
+        ad = recording(AsyncioAdapter)(ctx)
 
         async def ticker() -> None:
             while True:
