@@ -94,6 +94,14 @@ class Adapter:
     def _release(self) -> None:
         """Drop every registration in the loop library (no sink call comes after this)."""
 
+    @property
+    def events(self) -> dict[int, int]:
+        """``fd -> events`` this adapter watches for the context (empty once detached).
+
+        Read from the context (``Serviceable.fds``): the adapter keeps no copy.
+        """
+        return dict(self.context.fds) if self._attached else {}
+
     def close(self) -> None:
         """Detach from the context and drop this adapter's registrations; idempotent."""
         if not self._attached:

@@ -71,16 +71,16 @@ class Driver:
             on_attach(adapter)
 
     def _detaching(self, adapter: Any) -> None:
-        self.last_events = dict(adapter.events)
+        self.last_events = dict(adapter.seen)
 
 
 def recording(cls: type) -> Any:
     """``cls`` with a log of the sink calls it gets, checked as they come.
 
     Adapters keep no interest table: every call carries the old mask.  The
-    subclass keeps the table the calls describe (``events``) and fails when an
+    subclass keeps the table the calls describe (``seen``) and fails when an
     ADD, CHANGE or DEL disagrees with it, so the old masks the context sends are
-    tested on every loop; tests compare ``events`` with ``ctx.fds`` at the end.
+    tested on every loop; tests compare ``seen`` with ``ctx.fds`` at the end.
     ``adapter_cls`` is the adapter itself, for calls that must skip the checks.
     """
 
@@ -88,23 +88,23 @@ def recording(cls: type) -> Any:
         adapter_cls = cls
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self.events: dict[int, int] = {}  # before attach: it replays the ADDs
+            self.seen: dict[int, int] = {}  # before attach: it replays the ADDs
             super().__init__(*args, **kwargs)
 
         def add_fd(self, fd: int, events: int) -> None:
-            assert fd not in self.events, f"ADD for fd {fd}, already watched"
+            assert fd not in self.seen, f"ADD for fd {fd}, already watched"
             super().add_fd(fd, events)
-            self.events[fd] = events
+            self.seen[fd] = events
 
         def del_fd(self, fd: int, events: int) -> None:
-            assert self.events.get(fd) == events, (fd, self.events.get(fd), events)
+            assert self.seen.get(fd) == events, (fd, self.seen.get(fd), events)
             super().del_fd(fd, events)
-            del self.events[fd]
+            del self.seen[fd]
 
         def change_fd(self, fd: int, old: int, new: int) -> None:
-            assert self.events.get(fd) == old, (fd, self.events.get(fd), old)
+            assert self.seen.get(fd) == old, (fd, self.seen.get(fd), old)
             super().change_fd(fd, old, new)
-            self.events[fd] = new
+            self.seen[fd] = new
 
     Recording.__name__ = Recording.__qualname__ = f"Recording{cls.__name__}"
     return Recording

@@ -310,7 +310,7 @@ def test_unknown_fd_is_an_error_naming_it(adapter, contexts) -> None:
             with pytest.raises(UnknownFdError, match="987654") as info:
                 call()
             raised.append(str(info.value))
-        assert dict(ad.events) == dict(ctx.fds)
+        assert ad.seen == dict(ctx.fds)
 
     adapter.run(ctx, lambda: True, 5, "nothing", on_attach=poke)
     assert len(raised) == 3 and all("fd 987654" in r for r in raised)
