@@ -8,16 +8,21 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lwsbridge.adapters import run as run_loop
+from lwsbridge.context import Connection, Context, Protocol, Reason, WriteKind
 from tests.support.procs import HOST, Server, free_port, run_server, stop_process
 
 DEADLINE = 20.0  # seconds for any one step; a hang fails the test instead of CI
@@ -151,3 +156,57 @@ def test_refused_connection_is_one_line() -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith(f"python -m lwsbridge: cannot connect to {url}: ")
     assert "refused" in lines[0]
+
+
+def _binary_then_close(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
+    """Server side: one binary message, then a close frame with 1001 "bye"."""
+    if conn is None:
+        return 0
+    if reason is Reason.ESTABLISHED:
+        conn.user = {"sent": False}
+        conn.callback_on_writable()
+    elif reason is Reason.SERVER_WRITEABLE:
+        if not conn.user["sent"]:
+            conn.write(b"\x00\x01\xff", WriteKind.BINARY)
+            conn.user["sent"] = True
+            conn.callback_on_writable()
+        else:
+            conn.close_reason(1001, "bye")
+            return -1
+    return 0
+
+
+@pytest.fixture
+def closing_server() -> Iterator[int]:
+    """An in-process server (its own thread and context) that sends and closes."""
+    ports: queue.Queue[int] = queue.Queue()
+    stop = threading.Event()
+
+    def serve() -> None:
+        ctx = Context([Protocol("x", _binary_then_close)], port=0, interface=HOST)
+        try:
+            assert ctx.port is not None
+            ports.put(ctx.port)
+            run_loop(ctx, "epoll", stop)
+        finally:
+            ctx.destroy()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield ports.get(timeout=DEADLINE)
+    finally:
+        stop.set()
+        thread.join(DEADLINE)
+
+
+def test_binary_printed_and_server_close_reported(closing_server: int) -> None:
+    url = f"ws://{HOST}:{closing_server}/"
+    proc = start(url)
+    try:
+        assert Lines(proc.stdout).next() == "< (binary) 0001ff"
+        rc, err = finish(proc)
+    finally:
+        stop_process(proc)
+    assert rc == 0, err
+    assert err.strip().splitlines()[-1] == "Connection closed by the server: 1001 bye"
