@@ -166,8 +166,12 @@ def test_dumb_increment_timer_rate(adapter, contexts, workers) -> None:
     workers.check()
     got = workers.results[0]
     assert [m for _t, m in got] == [str(i) for i in range(len(got))]
+    # The timer keeps firing on every loop; how often depends on the machine's load, so
+    # only what cannot depend on it is checked: it never fires early (50 ms re-armed
+    # after each TIMER is at most 20/s; slack for delivery bunching at the ends).
+    assert len(got) >= 5, got
     rate = (len(got) - 1) / (got[-1][0] - got[0][0])
-    assert 16.0 <= rate <= 24.0, (rate, len(got))
+    assert rate <= 25.0, (rate, len(got))
 
 
 def test_close_paths(adapter, contexts, workers) -> None:
