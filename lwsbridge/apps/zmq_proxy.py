@@ -35,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bind", required=True, metavar="HOST:PORT", help="address to bind (XSUB; XPUB on +1)"
     )
+    parser.add_argument(
+        "--hwm",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="messages queued per peer before ZeroMQ drops (default 100000; ZeroMQ's is 1000)",
+    )
     args = parser.parse_args(argv)
+    if args.hwm < 1:
+        return _fail(f"bad --hwm {args.hwm}: must be at least 1")
     try:
         u = parse_url(f"zmq://{args.bind}")
     except BackplaneURLError:
@@ -55,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         s.setsockopt(zmq.LINGER, 0)
         if ":" in u.host:
             s.setsockopt(zmq.IPV6, 1)
+    for s in (xsub, xpub):
+        # A burst to a subscriber a little behind is queued, not dropped at 1000.
+        s.setsockopt(zmq.SNDHWM, args.hwm)
+        s.setsockopt(zmq.RCVHWM, args.hwm)
     try:
         for sock, port in ((xsub, u.port), (xpub, u.port + 1)):
             endpoint = f"tcp://{host}:{port}"

@@ -57,3 +57,9 @@ def test_the_proxy_is_stopped_by_pid(tmp_path: Path) -> None:
         proc = p.proc
     assert proc.poll() is not None
     stop_process(proc)  # and stopping again is harmless
+
+
+def test_bad_hwm_is_one_line() -> None:
+    r = run_proxy("--bind", f"{HOST}:7000", "--hwm", "0")  # refused before any bind
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["lwsbridge-zmq-proxy: bad --hwm 0: must be at least 1"]
