@@ -69,7 +69,11 @@ class _Link:
         self._timer = None
         if self._closed:
             return
-        sock = socket.socket(self._family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(self._family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of fds, say: try again later, as for a refusal
+            self._retry(f"socket: {exc.strerror or exc}")
+            return
         sock.setblocking(False)
         if self._family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from bpkit import Inbox, pump, quiet_protocols, until_flowing
 from support.redisserver import RedisServer
 
@@ -69,6 +73,40 @@ def test_redis_not_there_yet_is_retried(
         assert not bp.connected
         assert redis.start()
         until_flowing([ctx], bp, "late", inbox)
+        assert bp.connected
+    finally:
+        bp.close()
+
+
+def test_out_of_fds_is_retried_like_a_refusal(
+    redis: RedisServer, make_ctx: Callable[..., Context], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """socket() failing (EMFILE) in a reconnect must not end the retries."""
+    from lwsbridge.backplane import redis_backplane
+
+    class NoFdsYet:
+        """The socket module, whose first two socket() calls fail with EMFILE."""
+
+        failures = 2
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(socket, name)
+
+        def socket(self, *args: Any, **kw: Any) -> socket.socket:
+            if self.failures:
+                self.failures -= 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return socket.socket(*args, **kw)
+
+    shim = NoFdsYet()
+    monkeypatch.setattr(redis_backplane, "socket", shim)
+    ctx = make_ctx(quiet_protocols())
+    bp = connect(ctx, redis.url, max_backoff=0.2)
+    try:
+        assert shim.failures == 0 and not bp.connected
+        inbox = Inbox()
+        bp.subscribe("fds", inbox)
+        until_flowing([ctx], bp, "fds", inbox)
         assert bp.connected
     finally:
         bp.close()
