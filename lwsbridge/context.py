@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, overload
 
 from lwsbridge.builtin_loop import BuiltinLoop
@@ -53,7 +53,8 @@ from lwsbridge.http_serving import HttpServing
 from lwsbridge.lifecycle import Phase, TimerKind
 from lwsbridge.listener import Listener, connection_limit
 from lwsbridge.log import NOTICE, logger
-from lwsbridge.service import Service
+from lwsbridge.service import FdHandler, Service
+from lwsbridge.timers import TimerHandle
 from lwsbridge.tls import ClientTLS, ServerTLS
 from lwsbridge.vocabulary import (
     CLOSE,
@@ -66,7 +67,7 @@ from lwsbridge.vocabulary import (
     Serviceable,
     WriteKind,
 )
-from lwsbridge.wakeup import USER
+from lwsbridge.wakeup import TIMER, USER
 
 __all__ = [
     "CLOSE",
@@ -277,6 +278,56 @@ class Context:
             self._builtin = BuiltinLoop(self)
         self._builtin.run_once(timeout_ms)
 
+    def adopt_fd(self, fd: int, events: int, on_ready: FdHandler) -> None:
+        """Put a foreign fd (its owner keeps it) in the poll set: ADD_POLL_FD as for a socket.
+
+        Every adapter then watches it with the context's own, and ``service_fd`` on it
+        calls ``on_ready(fd, revents)`` in the service thread.  The owner changes what is
+        watched with :meth:`set_fd_events` and calls :meth:`release_fd` before closing
+        it.  :meth:`destroy` releases what is still adopted (the owner still closes it).
+        """
+        self._check_thread()
+        if self._destroyed:
+            raise LocalProtocolError("the context is destroyed")
+        if fd in self._svc.poll:
+            raise LocalProtocolError(f"fd {fd} is already in this context's poll set")
+        self._svc.adopted[fd] = on_ready
+        try:
+            self._svc.poll.add(fd, events)
+        except Exception:
+            # The host's loop refused it (select() and fd >= 1024): not adopted.
+            del self._svc.adopted[fd]
+            self._svc.poll.forget(fd)
+            raise
+
+    def set_fd_events(self, fd: int, events: int) -> None:
+        """Watch ``events`` (POLLIN | POLLOUT) on an adopted fd: SET/CLEAR_MODE_POLL_FD."""
+        self._check_thread()
+        if fd not in self._svc.adopted:
+            raise LocalProtocolError(f"fd {fd} was not adopted with adopt_fd()")
+        self._svc.poll.want(fd, events)
+
+    def release_fd(self, fd: int) -> None:
+        """Stop watching an adopted fd (DEL_POLL_FD), before its owner closes it; no-op
+        when it is not adopted."""
+        self._check_thread()
+        if self._svc.adopted.pop(fd, None) is not None:
+            self._svc.poll.discard(fd)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback()`` once in the service thread after ``seconds`` (lws ``lws_sul``).
+
+        :meth:`next_timeout` counts it; ``handle.cancel()`` cancels it.  When it becomes
+        the earliest deadline the wakeup is poked, so that a loop sleeping on an older
+        timeout asks :meth:`next_timeout` again even if this was called outside servicing.
+        """
+        self._check_thread()
+        before = self._svc.timers.next_deadline()
+        handle = self._svc.timers.call_later(seconds, callback)
+        if not self._destroyed and (before is None or handle.deadline < before):
+            self._svc.wakeup.wake(TIMER)
+        return handle
+
     def cancel_service(self) -> None:
         """Wake the servicing thread; every protocol gets EVENT_WAIT_CANCELLED. Thread-safe."""
         self._svc.wakeup.wake(USER)
@@ -350,6 +401,8 @@ class Context:
         if self._svc.listener is not None:
             self._svc.poll.discard(self._svc.listener.fd)
             self._svc.listener.close()
+        for fd in list(self._svc.adopted):
+            self.release_fd(fd)
         self._svc.poll.discard(self._svc.wakeup.fd)
         self._svc.wakeup.close()
         for p in self.protocols:
