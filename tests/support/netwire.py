@@ -191,7 +191,8 @@ class Wire:
                         pkt = os.read(fd, 65536)
                     except (BlockingIOError, InterruptedError):
                         break
-                    except OSError:  # EIO: our device is down
+                    except OSError:  # EIO: the device is down; do not spin on it
+                        time.sleep(0.01)
                         break
                     self._handle(pkt, out)
             now = time.monotonic()
