@@ -495,7 +495,8 @@ class Service:
             and conn.want_writable
             and self.writing is not conn
             and self._ctx.writeable_same_pass
-        ):
+            and (conn.established or conn.client_info is None)  # a client's waits for
+        ):  # CLIENT_ESTABLISHED, which queues it then
             # The kernel took the rest, so update_interest drops POLLOUT and counts on
             # the ready queue for the WRITEABLE that is still wanted: queue it here,
             # whichever path flushed (a read's queue_output, the end of a WRITEABLE).
