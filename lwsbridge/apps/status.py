@@ -205,7 +205,8 @@ class Status:
         Its callback is wrapped in place, so that code holding the Protocol (for
         ``ctx.connections(protocol)``, say) keeps the object the context uses.
         """
-        if protocol.name in self.meters:
+        if protocol.name in self.meters or getattr(protocol.callback, "tracked_by", None):
+            # Wrapped twice, its traffic would be counted twice, or by another context.
             raise ValueError(f"protocol {protocol.name!r} is tracked already")
         meter = self.meters[protocol.name] = Meter(self.window, clock=self._clock)
         inner = protocol.callback
@@ -226,6 +227,7 @@ class Status:
                         self._leave(conn)
             return inner(conn, reason, user, payload)
 
+        callback.tracked_by = self  # type: ignore[attr-defined]
         protocol.callback = callback
         return protocol
 

@@ -250,3 +250,14 @@ def test_a_protocol_is_tracked_once() -> None:
     status = Status()
     with pytest.raises(ValueError, match="lws-status"):
         status.track(status.protocol)
+
+
+def test_a_protocol_is_tracked_by_one_status_only() -> None:
+    # A Mirror given to two contexts would count its traffic twice, in the wrong place.
+    mirror = demo_server.Mirror()
+    ctx = demo_server.build_context(0, "127.0.0.1", mirror=mirror)
+    try:
+        with pytest.raises(ValueError, match="lws-mirror-protocol"):
+            demo_server.build_context(0, "127.0.0.1", mirror=mirror)
+    finally:
+        ctx.destroy()
