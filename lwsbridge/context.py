@@ -349,8 +349,9 @@ class Context:
         gives new connections to the other processes.  Every open WebSocket gets a
         close frame ``code``/``reason`` after what is already queued for it and ends
         when the peer answers (or after ``close_timeout``).  An HTTP connection still
-        writing a response finishes it; an idle one is closed now; an upgrade asked
-        for from now on gets a 503.  Client connections are left alone.  Keep
+        writing a response finishes it; an idle keep-alive one is closed now; one
+        that has not sent its request yet gets its answer, and an upgrade asked for
+        from now on gets a 503.  Client connections are left alone.  Keep
         servicing until :attr:`drained`, then :meth:`destroy`.
         """
         self._check_thread()
@@ -367,7 +368,9 @@ class Context:
                 continue
             if conn.phase is _WS:
                 self.close(conn, code, reason)
-            elif conn.phase is _HTTP and not conn.output and conn.file is None:
+            elif conn.phase is _HTTP and conn.responded and not conn.output and not conn.file:
+                # idle between keep-alive requests; a connection still waiting for its
+                # first request is kept: it gets its answer (a 503 for an upgrade)
                 self._svc.kill(conn, "draining")
 
     @property

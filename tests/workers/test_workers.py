@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import errno
+import json
 import os
+import select
+import shutil
 import signal
+import subprocess
 import sys
-import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from support.procs import stop_process
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from workerkit import WAIT, WorkerApp, alive, echo, open_ws, owner_pid, worker_app
@@ -90,59 +94,115 @@ def test_kill9_worker_is_restarted_others_see_no_gap(tmp_path: Path) -> None:
         assert wa.proc.poll() is None
 
 
+LOOP_CLIENT = str(Path(__file__).with_name("loop_client.py"))
+
+
+@contextlib.contextmanager
+def _loop_client(
+    wa: WorkerApp, tmp_path: Path, prefix: Sequence[str] = ()
+) -> Iterator[Callable[[], dict[str, int]]]:
+    """A client process connecting in a loop; yields a function that stops it and
+    returns its counts (served, redirected, refused, other)."""
+    stop_file = tmp_path / f"stop-{wa.port}"
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, LOOP_CLIENT, wa.url, str(stop_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], WAIT)
+        assert ready and proc.stdout.readline().strip() == "UP", "the loop client never got served"
+
+        def finish() -> dict[str, int]:
+            stop_file.touch()
+            out, _ = proc.communicate(timeout=WAIT)
+            counts: dict[str, int] = json.loads(out.strip().splitlines()[-1])
+            return counts
+
+        yield finish
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+
+
 def test_sighup_rolling_restart_keeps_accepting(tmp_path: Path) -> None:
     with worker_app(tmp_path) as wa, contextlib.ExitStack() as stack:
         before = wa.current()
         old_clients = _one_on_each(wa, stack)
-        refused: list[OSError] = []
-        other: list[BaseException] = []
-        served = [0]
-        stop = threading.Event()
-
-        def connect_in_a_loop() -> None:
-            while not stop.is_set():
-                try:
-                    with open_ws(wa.url) as ws:
-                        echo(ws, "ping")
-                    served[0] += 1
-                except ConnectionRefusedError as exc:
-                    refused.append(exc)
-                except OSError as exc:
-                    if exc.errno == errno.ECONNREFUSED:
-                        refused.append(exc)
-                    else:
-                        other.append(exc)
-                except Exception as exc:  # a reset while queued, see docs/scaling.md
-                    other.append(exc)
-
-        t = threading.Thread(target=connect_in_a_loop, daemon=True)
-        t.start()
-        try:
-            wa.wait_log(lambda t: served[0] > 0 or bool(refused), "the loop connecting")
+        with _loop_client(wa, tmp_path) as finish:
             wa.signal(signal.SIGHUP)
             for ws in old_clients.values():
                 _expect_going_away(ws)  # the old workers drained
             wa.wait_log(lambda t: "supervisor: rolling restart done" in t, "rolling restart")
-            at_end = served[0]
-            wa.wait_log(lambda t: served[0] > at_end + 5, "connections after the restart")
-        finally:
-            stop.set()
-            t.join(WAIT)
-        assert not refused, f"refused during the rolling restart: {refused[:3]}"
+            counts = finish()
+        assert counts["refused"] == 0, counts
+        print("loop client during the rolling restart:", counts)
         after = wa.current()
         assert sorted(after) == [1, 2]
         assert set(after.values()).isdisjoint(before.values())
         assert all(not alive(pid) for pid in before.values())
         assert all(alive(pid) for pid in after.values())
-        # each new worker was started before the old one of its index drained
+        # each new worker was listening before the old one of its index drained
         log = wa.log()
         for index, old in before.items():
             started = log.index(f"[w{index}] worker {index} (pid {after[index]}) serving")
             done = log.index(f"[w{index}] worker {index} (pid {old}) done")
             assert started < done
+        for i in range(2):
+            with open_ws(wa.url) as ws:
+                echo(ws, f"after {i}")
         wa.signal(signal.SIGTERM)
         assert wa.wait_exit() == 0
-        # resets of connections caught in a closing accept queue (tcp_migrate_req=0)
-        # are rare but possible; they are reported, not refused connections
-        if other:
-            print(f"{len(other)} of {served[0] + len(other)} loop connections failed: {other[:3]}")
+
+
+def _ip(*args: str) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if r.returncode:
+        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+
+@pytest.fixture
+def migrating_netns() -> Iterator[str]:
+    """A network namespace with only lo, and net.ipv4.tcp_migrate_req = 1 in it."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create a network namespace (CI has both)")
+    ns = f"lwsb-w-{os.getpid()}"
+    try:
+        _ip("netns", "add", ns)
+    except RuntimeError as exc:
+        pytest.skip(f"cannot create a network namespace here: {exc}")
+    try:
+        _ip("-n", ns, "link", "set", "lo", "up")
+        r = subprocess.run(
+            ["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_migrate_req=1"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if r.returncode:
+            pytest.skip(f"no net.ipv4.tcp_migrate_req (Linux < 5.14?): {r.stderr.strip()}")
+        yield ns
+    finally:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            _ip("netns", "del", ns)
+
+
+def test_sighup_with_tcp_migrate_req_loses_no_connection(
+    tmp_path: Path, migrating_netns: str
+) -> None:
+    """With the sysctl, what waits in a draining worker's accept queue moves to the new
+    worker: every connection of the loop is served or told to go away, none fails."""
+    prefix = ["ip", "netns", "exec", migrating_netns]
+    with worker_app(tmp_path, prefix=prefix) as wa:
+        assert "tcp_migrate_req is 0" not in wa.log()
+        before = wa.current()
+        with _loop_client(wa, tmp_path, prefix) as finish:
+            wa.signal(signal.SIGHUP)
+            wa.wait_log(lambda t: "supervisor: rolling restart done" in t, "rolling restart")
+            counts = finish()
+        print("loop client during the rolling restart:", counts)
+        assert counts["refused"] == 0 and counts["other"] == 0, counts
+        assert counts["served"] > 0
+        assert set(wa.current().values()).isdisjoint(before.values())
+        wa.signal(signal.SIGTERM)
+        assert wa.wait_exit() == 0

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -66,10 +66,14 @@ class WorkerApp:
 
 
 @contextlib.contextmanager
-def worker_app(tmp_path: Path, *extra: str, app: str = "echo_server") -> Iterator[WorkerApp]:
+def worker_app(
+    tmp_path: Path, *extra: str, app: str = "echo_server", prefix: Sequence[str] = ()
+) -> Iterator[WorkerApp]:
+    """``app --workers 2`` on a free loopback port (``prefix``: e.g. ``ip netns exec NS``,
+    which execs, so the PID is still the supervisor's)."""
     port = free_port()
     log_path = tmp_path / f"{app}-{port}.log"
-    cmd = [sys.executable, "-m", f"lwsbridge.apps.{app}", "-p", str(port), "-i", HOST]
+    cmd = [*prefix, sys.executable, "-m", f"lwsbridge.apps.{app}", "-p", str(port), "-i", HOST]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [*cmd, "--workers", "2", "--drain-timeout", "5", *extra],
