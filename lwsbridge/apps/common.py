@@ -228,6 +228,10 @@ def run_app(
     from lwsbridge.workers import WorkerStartError
     from lwsbridge.workers import run as run_workers
 
+    if _stop_early.is_set():  # stopped before the supervisor's own handlers exist
+        _stop_early.clear()
+        return 0
+
     where = f" ({args.loop} loop)" if args.loop else ""
     logging.getLogger("lwsbridge").log(
         NOTICE, "%s: %d workers on port %s%s", banner, args.workers, args.port, where

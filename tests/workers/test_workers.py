@@ -48,7 +48,7 @@ def _expect_going_away(ws: ClientConnection) -> None:
     assert (info.value.rcvd.code, info.value.rcvd.reason) == (1001, "going away")
 
 
-@pytest.mark.parametrize("loop", [None, "asyncio"])
+@pytest.mark.parametrize("loop", [None, "asyncio", "trio", "gevent"])
 def test_two_workers_serve_and_sigterm_drains(tmp_path: Path, loop: str | None) -> None:
     extra = ["--loop", loop] if loop else []
     with worker_app(tmp_path, *extra) as wa, contextlib.ExitStack() as stack:
