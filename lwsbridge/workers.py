@@ -212,7 +212,7 @@ def _worker_main(
         NOTICE, "worker %d (pid %d) serving on port %s%s", index, os.getpid(), ctx.port, where
     )
     with contextlib.suppress(OSError):
-        os.write(ready, b"R")
+        os.write(ready, b"R%d" % (ctx.port if ctx.port is not None else -1))
     os.close(ready)
     try:
         serve_and_drain(ctx, loop, stop, drain_timeout)
@@ -232,6 +232,7 @@ class _Proc:
     ready_fd: int | None  # read end of the worker's start-up pipe
     started: float
     ready: bool = False
+    port: int = -1  # the port it listens on, from its start-up message
     failure: str = ""
     kill_at: float | None = None  # set when it is told to drain
 
@@ -290,6 +291,13 @@ class _Supervisor:
             if self._start_failure:
                 raise WorkerStartError(self._start_failure)
             if len(self._procs) == n and all(p.ready for p in self._procs.values()):
+                ports = sorted({p.port for p in self._procs.values()})
+                if len(ports) > 1:
+                    # port 0, or a build_context that does not bind one fixed port
+                    raise WorkerStartError(
+                        f"the workers listen on different ports {ports}: give them one "
+                        "fixed port (not 0)"
+                    )
                 break
             if time.monotonic() >= deadline:
                 raise WorkerStartError(f"the workers did not start within {START_TIMEOUT:g} s")
@@ -389,6 +397,7 @@ class _Supervisor:
             data = b""
         if data[:1] == b"R":
             proc.ready = True
+            proc.port = int(data[1:] or b"-1")
         elif data[:1] == b"F":
             proc.failure = self._start_failure = data[1:].decode("utf-8", "replace")
         if not data or data[:1] == b"F" or proc.ready:

@@ -228,6 +228,8 @@ def run_app(
     from lwsbridge.workers import WorkerStartError
     from lwsbridge.workers import run as run_workers
 
+    if args.port == 0:
+        parser.exit(1, f"{parser.prog}: --workers needs a fixed port, not 0\n")
     if _stop_early.is_set():  # stopped before the supervisor's own handlers exist
         _stop_early.clear()
         return 0

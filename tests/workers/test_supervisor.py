@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,11 +48,11 @@ sys.exit(workers.run(build, n, drain_timeout=drain))
 """
 
 
-def _start(tmp_path: Path, n: int, drain: float) -> tuple[WorkerApp, Path]:
+def _start(tmp_path: Path, n: int, drain: float, port: int | None = None) -> tuple[WorkerApp, Path]:
     script = tmp_path / "app.py"
     script.write_text(APP)
     marker = tmp_path / "fail-now"
-    port = free_port()
+    port = free_port() if port is None else port
     log_path = tmp_path / "app.log"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
@@ -115,6 +116,34 @@ def test_one_worker_is_one_process(tmp_path: Path) -> None:
         stop_process(wa.proc, grace=WAIT)
 
 
+@linux_only
+def test_workers_that_cannot_start_give_one_clear_line(tmp_path: Path) -> None:
+    taken = socket.socket()
+    try:
+        taken.bind((HOST, 0))  # no SO_REUSEPORT: the workers cannot join it
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "lwsbridge.apps.echo_server", "-i", HOST, "--workers", "2"]
+        for args, why in (
+            (["-p", str(port)], "Address already in use"),
+            (["-p", "0"], "--workers needs a fixed port, not 0"),
+        ):
+            r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=WAIT)
+            assert r.returncode == 1, r.stderr
+            assert "Traceback" not in r.stderr, r.stderr
+            last = r.stderr.strip().splitlines()[-1]
+            assert last.startswith("lwsbridge-test-echo: ") and why in last, r.stderr
+    finally:
+        taken.close()
+    # through the API, port 0 gives each worker a port of its own: refused too
+    wa, _marker = _start(tmp_path, 2, 1.0, port=0)
+    try:
+        assert wa.proc.wait(timeout=WAIT) == 1, wa.log()
+        assert "the workers listen on different ports" in wa.log(), wa.log()
+    finally:
+        stop_process(wa.proc, grace=WAIT)
+
+
 def test_without_reuseport_balancing_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -126,7 +155,7 @@ def test_without_reuseport_balancing_a_clear_error(
     old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with pytest.raises(SystemExit) as info:
-            echo_server.main(["-p", "0", "-i", HOST, "--workers", "2"])
+            echo_server.main(["-p", str(free_port()), "-i", HOST, "--workers", "2"])
         assert info.value.code == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("lwsbridge-test-echo: --workers needs SO_REUSEPORT")
