@@ -48,8 +48,19 @@ def _expect_going_away(ws: ClientConnection) -> None:
     assert (info.value.rcvd.code, info.value.rcvd.reason) == (1001, "going away")
 
 
-@pytest.mark.parametrize("loop", [None, "asyncio", "trio", "gevent"])
-def test_two_workers_serve_and_sigterm_drains(tmp_path: Path, loop: str | None) -> None:
+@pytest.mark.parametrize(
+    ("loop", "sig"),
+    [
+        pytest.param(None, signal.SIGTERM, id="builtin-SIGTERM"),
+        pytest.param(None, signal.SIGINT, id="builtin-SIGINT"),
+        pytest.param("asyncio", signal.SIGTERM, id="asyncio-SIGTERM"),
+        pytest.param("trio", signal.SIGTERM, id="trio-SIGTERM"),
+        pytest.param("gevent", signal.SIGTERM, id="gevent-SIGTERM"),
+    ],
+)
+def test_two_workers_serve_and_a_stop_drains(
+    tmp_path: Path, loop: str | None, sig: signal.Signals
+) -> None:
     extra = ["--loop", loop] if loop else []
     with worker_app(tmp_path, *extra) as wa, contextlib.ExitStack() as stack:
         workers = wa.current()
@@ -57,7 +68,7 @@ def test_two_workers_serve_and_sigterm_drains(tmp_path: Path, loop: str | None) 
         clients = _one_on_each(wa, stack)  # both processes accept
         log = wa.log()
         assert "[w1] " in log and "[w2] " in log
-        wa.signal(signal.SIGTERM)
+        wa.signal(sig)
         for ws in clients.values():
             _expect_going_away(ws)
         assert wa.wait_exit() == 0
@@ -92,6 +103,27 @@ def test_kill9_worker_is_restarted_others_see_no_gap(tmp_path: Path) -> None:
         else:
             pytest.fail("the restarted worker never served a new client")
         assert wa.proc.poll() is None
+
+
+def test_workers_of_a_vanished_supervisor_drain_and_exit(tmp_path: Path) -> None:
+    with worker_app(tmp_path) as wa, contextlib.ExitStack() as stack:
+        workers = wa.current()
+        clients = _one_on_each(wa, stack)
+        wa.proc.kill()  # SIGKILL: it cannot tell the workers anything
+        wa.proc.wait(timeout=WAIT)
+        for ws in clients.values():
+            _expect_going_away(ws)
+        wa.wait_log(
+            lambda t: all(f"(pid {pid}) done" in t for pid in workers.values()),
+            "workers done",
+            gone_ok=True,
+        )
+        assert f"the supervisor (pid {wa.proc.pid}) is gone: draining" in wa.log()
+        wa.wait_log(
+            lambda t: not any(alive(pid) for pid in workers.values()),
+            "workers exited",
+            gone_ok=True,
+        )
 
 
 LOOP_CLIENT = str(Path(__file__).with_name("loop_client.py"))

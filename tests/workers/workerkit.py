@@ -36,13 +36,14 @@ class WorkerApp:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_log(self, what: Callable[[str], bool], desc: str) -> str:
+    def wait_log(self, what: Callable[[str], bool], desc: str, *, gone_ok: bool = False) -> str:
+        """Wait until ``what(log)``; give up when the supervisor exits unless ``gone_ok``."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             text = self.log()
             if what(text):
                 return text
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None and not gone_ok:
                 break
             time.sleep(0.05)
         pytest.fail(f"{desc}: not seen; supervisor rc={self.proc.poll()}; log:\n{self.log()}")
