@@ -49,6 +49,7 @@ class Connection:
         "file",
         "handshake_headers",
         "held",
+        "http_method",
         "output",
         "peer",
         "protocol",
@@ -98,6 +99,8 @@ class Connection:
         #: the message piece being delivered in RECEIVE (fragment accessors read it)
         self.rx_event: DataReceived | None = None
         self.handshake_headers: Headers | None = None
+        #: the method of the HTTP request being answered (None outside the HTTP callback)
+        self.http_method: str | None = None
         self.wrote = False
         self.responded = False
         self.file: FileStream | None = None
@@ -223,14 +226,17 @@ class Connection:
     def serve_file(
         self,
         path: str,
-        content_type: str = "application/octet-stream",
+        content_type: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
     ) -> bool:
-        """Stream a file under the context's resource root (lws_serve_http_file).
+        """Answer the current request with a file under the resource root (lws_serve_http_file).
 
-        ``path`` is relative to the root (a leading "/" is the root itself); ``..``,
-        and symlinks leading out of the root, are refused with 404 like a missing
-        file.  The file is sent in chunks as the socket drains, never read whole.
-        Returns False when a 404 was sent.
+        ``path`` is the request path, relative to the root (a leading "/" is the root
+        itself), percent-decoded here; ``..`` and symlinks leading out of the root are
+        refused with 404 like a missing file.  ``content_type`` None: from the file
+        name.  HEAD, 304, Range (206/416), 301 to a directory's slash and 405 for
+        other methods are handled (see :mod:`lwsbridge.fileserve`).  The file is sent
+        in chunks as the socket drains, never read whole.  Returns False when no file
+        went out (404, 301, 405, 416).
         """
         return self.context.serve_file(self, path, content_type, headers)

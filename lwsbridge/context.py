@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, overload
 
+from lwsbridge.builtin_loop import BuiltinLoop
 from lwsbridge.connection import Connection
 from lwsbridge.core.connection import WSConnection
 from lwsbridge.core.errors import LocalProtocolError
@@ -46,14 +47,14 @@ from lwsbridge.core.events import (
     UpgradeRequest,
 )
 from lwsbridge.core.pollset import POLLERR, POLLHUP, POLLIN, POLLOUT, PollArgs
-from lwsbridge.core.state import Role, State
+from lwsbridge.core.state import Role
 from lwsbridge.fileserve import FileServer
+from lwsbridge.http_serving import HttpServing
 from lwsbridge.lifecycle import Phase, TimerKind
 from lwsbridge.listener import Listener, connection_limit
 from lwsbridge.log import NOTICE, logger
-from lwsbridge.loops import best_array_loop
-from lwsbridge.loops import load as load_loop
-from lwsbridge.service import Service
+from lwsbridge.service import FdHandler, Service
+from lwsbridge.timers import TimerHandle
 from lwsbridge.tls import ClientTLS, ServerTLS
 from lwsbridge.vocabulary import (
     CLOSE,
@@ -66,7 +67,7 @@ from lwsbridge.vocabulary import (
     Serviceable,
     WriteKind,
 )
-from lwsbridge.wakeup import USER
+from lwsbridge.wakeup import TIMER, USER
 
 __all__ = [
     "CLOSE",
@@ -149,7 +150,7 @@ class Context:
             p.index = i
         self._by_name = {p.name: p for p in self.protocols}
         self._owner = threading.get_ident()
-        self._builtin: Any = None
+        self._builtin: BuiltinLoop | None = None
         self.max_message_size = max_message_size
         self.max_head_size = max_head_size
         self.handshake_timeout = handshake_timeout
@@ -166,8 +167,8 @@ class Context:
         self.pong_timeout = pong_timeout if pong_timeout is not None else ping_interval
         #: TCP keepalive (lws ka_time / ka_probes / ka_interval); 0 = off
         self.ka_time, self.ka_probes, self.ka_interval = ka_time, ka_probes, ka_interval
-        self._files = FileServer(resource_root)
-        self.resource_root = self._files.root
+        files = FileServer(resource_root)
+        self.resource_root = files.root
         self.max_connections = connection_limit(max_connections)
         self._destroyed = False
         self._draining = False
@@ -178,6 +179,7 @@ class Context:
             server_tls=tls.build() if tls is not None else None,
             client_tls=client_tls,
         )
+        self._http = HttpServing(self, self._svc, files)
         listener = None
         if port is not None:
             listener = Listener(
@@ -268,18 +270,68 @@ class Context:
         self._svc.service_pending()
 
     def service(self, timeout_ms: int | None = 1000) -> None:
-        """One round of the built-in loop (lws ``lws_service``).
+        """One round of the built-in loop (lws ``lws_service``): see :mod:`lwsbridge.builtin_loop`.
 
         It is the array loop of ``lwsbridge.adapters`` on the best kernel interface
-        there is (epoll, else poll, else select), found through :mod:`lwsbridge.loops`.
+        there is (epoll, else poll, else select), found through :mod:`lwsbridge.loops`
+        and made on the first call; it does not raise when no fd is free for it (EMFILE).
         """
         self._check_thread()
-        builtin = self._builtin
-        if builtin is None:
+        if self._builtin is None:
             if self._svc.poll.sink is not None:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
-            builtin = self._builtin = load_loop(best_array_loop())(self)  # attaches as sink
-        builtin.run_once(timeout_ms)
+            self._builtin = BuiltinLoop(self)
+        self._builtin.run_once(timeout_ms)
+
+    def adopt_fd(self, fd: int, events: int, on_ready: FdHandler) -> None:
+        """Put a foreign fd (its owner keeps it) in the poll set: ADD_POLL_FD as for a socket.
+
+        Every adapter then watches it with the context's own, and ``service_fd`` on it
+        calls ``on_ready(fd, revents)`` in the service thread.  The owner changes what is
+        watched with :meth:`set_fd_events` and calls :meth:`release_fd` before closing
+        it.  :meth:`destroy` releases what is still adopted (the owner still closes it).
+        """
+        self._check_thread()
+        if self._destroyed:
+            raise LocalProtocolError("the context is destroyed")
+        if fd in self._svc.poll:
+            raise LocalProtocolError(f"fd {fd} is already in this context's poll set")
+        self._svc.adopted[fd] = on_ready
+        try:
+            self._svc.poll.add(fd, events)
+        except Exception:
+            # The host's loop refused it (select() and fd >= 1024): not adopted.
+            del self._svc.adopted[fd]
+            self._svc.poll.forget(fd)
+            raise
+
+    def set_fd_events(self, fd: int, events: int) -> None:
+        """Watch ``events`` (POLLIN | POLLOUT) on an adopted fd: SET/CLEAR_MODE_POLL_FD."""
+        self._check_thread()
+        if fd not in self._svc.adopted:
+            raise LocalProtocolError(f"fd {fd} was not adopted with adopt_fd()")
+        self._svc.poll.want(fd, events)
+
+    def release_fd(self, fd: int) -> None:
+        """Stop watching an adopted fd (DEL_POLL_FD), before its owner closes it; no-op
+        when it is not adopted."""
+        self._check_thread()
+        if self._svc.adopted.pop(fd, None) is not None:
+            self._svc.poll.discard(fd)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback()`` once in the service thread after ``seconds`` (lws ``lws_sul``).
+
+        :meth:`next_timeout` counts it; ``handle.cancel()`` cancels it.  When it becomes
+        the earliest deadline the wakeup is poked, so that a loop sleeping on an older
+        timeout asks :meth:`next_timeout` again even if this was called outside servicing.
+        """
+        self._check_thread()
+        before = self._svc.timers.next_deadline()
+        handle = self._svc.timers.call_later(seconds, callback)
+        if not self._destroyed and (before is None or handle.deadline < before):
+            self._svc.wakeup.wake(TIMER)
+        return handle
 
     def cancel_service(self) -> None:
         """Wake the servicing thread; every protocol gets EVENT_WAIT_CANCELLED. Thread-safe."""
@@ -395,6 +447,8 @@ class Context:
         if self._svc.listener is not None:
             self._svc.poll.discard(self._svc.listener.fd)
             self._svc.listener.close()
+        for fd in list(self._svc.adopted):
+            self.release_fd(fd)
         self._svc.poll.discard(self._svc.wakeup.fd)
         self._svc.wakeup.close()
         for p in self.protocols:
@@ -478,38 +532,25 @@ class Context:
     ) -> None:
         """Answer ``conn``'s current HTTP request in one go (lws_return_http_status style)."""
         self._check_thread()
-        data = body.encode("utf-8") if isinstance(body, str) else body
-        conn.responded = True
-        conn.core.send_http_response(status, [("Content-Type", content_type), *headers], data)
-        self._svc.queue_output(conn)
+        self._http.respond(conn, status, body, content_type, headers)
 
     def serve_file(
         self,
         conn: Connection,
         path: str,
-        content_type: str = "application/octet-stream",
+        content_type: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
     ) -> bool:
-        """lws_serve_http_file: stream a file under ``resource_root``; False when 404."""
+        """lws_serve_http_file: answer the current request with a file under ``resource_root``.
+
+        ``content_type`` None: from the file name (text types get ``charset=utf-8``).
+        HEAD, conditional requests (304), one Range (206/416), the redirect of a
+        directory to its slash (301) and 405 for other methods are handled as
+        :mod:`lwsbridge.fileserve` describes.  True when a file (or its head, or a
+        304/206) went out; False for 404, 301, 405 and 416.
+        """
         self._check_thread()
-        conn.responded = True
-        stream = self._files.open(path)
-        if stream is None:
-            conn.core.send_http_response(
-                404, [("Content-Type", "text/html; charset=utf-8")], b"<h1>404 Not Found</h1>"
-            )
-            self._svc.queue_output(conn)
-            return False
-        conn.core.send_http_response(
-            200,
-            [("Content-Type", content_type), ("Content-Length", str(stream.size)), *headers],
-            end=False,
-        )
-        conn.file = stream
-        self._svc.queue_output(conn)
-        if conn.alive:
-            self._svc.file_more(conn)
-        return True
+        return self._http.serve_file(conn, path, content_type, headers)
 
     def _handle(self, conn: Connection, ev: Any) -> None:
         t = type(ev)
@@ -530,7 +571,7 @@ class Context:
         elif t is UpgradeRequest:
             self._upgrade(conn, ev)
         elif t is HTTPRequest:
-            self._http_request(conn, ev)
+            self._http.request(conn, ev)
         elif t is HTTPBody:
             r = self._svc.call(conn, conn.protocol, Reason.HTTP_BODY, ev.data)
             if not r and ev.final:
@@ -600,24 +641,6 @@ class Context:
             self._svc.close_gracefully(conn)
         elif self.ping_interval and conn.phase is _WS:
             self._svc.timers.schedule(conn, TimerKind.PING, self.ping_interval)
-
-    def _http_request(self, conn: Connection, ev: HTTPRequest) -> None:
-        self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
-        conn.handshake_headers = ev.headers
-        conn.responded = False
-        p0 = self.protocols[0]
-        if self._svc.call(conn, p0, Reason.FILTER_HTTP_CONNECTION, ev.target):
-            self.http_response(conn, 403, "<h1>403 Forbidden</h1>")
-        else:
-            r = self._svc.call(conn, p0, Reason.HTTP, ev.target)
-            if r:
-                self._svc.kill(conn, "closed by HTTP callback")
-                return
-            if not conn.responded and conn.alive:
-                self.http_response(conn, 404, "<h1>404 Not Found</h1>")
-        conn.handshake_headers = None
-        if conn.alive and conn.core.state is State.HTTP_HEAD:
-            self._svc.timers.schedule(conn, TimerKind.PROTOCOL, self.keepalive_timeout)
 
     def _core_closed(self, conn: Connection) -> None:
         """The core is done; flush what it queued (close frame, EOF) then close."""

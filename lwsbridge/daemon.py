@@ -4,7 +4,9 @@
 daemon reports; it then exits 0 (the daemon runs and holds the lock) or prints why the
 daemon could not start and exits 1. ``daemonize`` returns only in the daemon, which is in
 a new session, has umask 027, cwd ``/`` and stdin/stdout/stderr on ``/dev/null``, and
-holds an exclusive ``flock`` on ``lock_path``, a file holding its pid.
+holds an exclusive ``flock`` on ``lock_path``, a file holding its pid. A relative
+``lock_path`` is taken relative to the caller's working directory (it is resolved before
+the daemon changes to ``/``).
 
 The lock, not the pid in the file, decides: a lock file left by a dead process is not
 locked and is taken over; a locked one means another daemon runs. The file is left in
@@ -115,6 +117,9 @@ def daemonize(lock_path: str, *, name: str | None = None, wait_ready: bool = Fal
     otherwise it is released as soon as the lock is held.
     """
     global _lock_fd
+    # The daemon changes to "/" before it takes the lock: a relative path must mean the
+    # caller's directory, not the root's, so resolve it while the caller's cwd still holds.
+    lock_path = os.path.abspath(lock_path)
     name = name or os.path.basename(sys.argv[0] or "lwsbridge")
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

@@ -3,25 +3,41 @@
 The context's built-in :meth:`~lwsbridge.context.Context.service` and
 :func:`lwsbridge.adapters.run` find loops here by name; nothing imports an adapter
 module until that loop is used, so the context never depends on the adapters.
+Every adapter module has the same entry point, ``serve(context, stop_event=None)``:
+serve in this thread until ``stop_event`` (a ``threading.Event``) is set.
 """
 
 from __future__ import annotations
 
 import importlib
 import select
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LOOPS", "LoopEntry", "best_array_loop", "load", "names"]
+from lwsbridge.vocabulary import Serviceable
+
+__all__ = ["LOOPS", "LoopEntry", "Serve", "best_array_loop", "load", "load_serve", "names"]
+
+#: ``serve(context, stop_event=None)``: every adapter module's entry point
+Serve = Callable[[Serviceable, "threading.Event | None"], None]
 
 
 @dataclass(frozen=True)
 class LoopEntry:
-    """One loop: its name, the adapter ``module:attribute``, and what it needs installed."""
+    """One loop: its name, the adapter ``module:attribute``, and what it needs installed.
+
+    The module's entry point is its ``serve`` function.
+    """
 
     name: str
     target: str
     requires: str | None = None  # the package that must be importable, if any
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
 
 
 LOOPS: dict[str, LoopEntry] = {
@@ -42,14 +58,23 @@ def names() -> tuple[str, ...]:
     return tuple(LOOPS)
 
 
-def load(name: str) -> Any:
-    """The adapter class (or entry point) registered as ``name``; imports it on first use."""
+def _entry(name: str) -> LoopEntry:
     try:
-        entry = LOOPS[name]
+        return LOOPS[name]
     except KeyError:
         raise ValueError(f"unknown loop {name!r}; choose one of {', '.join(LOOPS)}") from None
-    module, _, attr = entry.target.partition(":")
+
+
+def load(name: str) -> Any:
+    """The adapter class registered as ``name``; imports its module on first use."""
+    module, _, attr = _entry(name).target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def load_serve(name: str) -> Serve:
+    """The ``serve(context, stop_event=None)`` entry point of the loop named ``name``."""
+    serve: Serve = importlib.import_module(_entry(name).module).serve
+    return serve
 
 
 def best_array_loop() -> str:

@@ -40,10 +40,12 @@ from lwsbridge.wakeup import USER, Wakeup
 if TYPE_CHECKING:
     from lwsbridge.context import Context
 
-__all__ = ["Handler", "Service"]
+__all__ = ["FdHandler", "Handler", "Service"]
 
 #: ``handler(conn, event)``: the context's meaning of one core event
 Handler = Callable[[Connection, Any], None]
+#: ``on_ready(fd, revents)``: the owner of an adopted fd (:meth:`Context.adopt_fd`)
+FdHandler = Callable[[int, int], None]
 
 _HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
 _MAX_WRITEABLE_PER_PASS = 64
@@ -79,6 +81,8 @@ class Service:
         keepalive = TCPKeepalive(ctx.ka_time, ctx.ka_probes, ctx.ka_interval)
         self.connector = Connector(self.wakeup, keepalive, client_tls)
         self.listener: Listener | None = None
+        #: fd -> handler, for fds adopted from their owners (a backplane's socket)
+        self.adopted: dict[int, FdHandler] = {}
 
     def start(self, listener: Listener | None) -> None:
         """Watch the wakeup and, when there is one, the listener."""
@@ -128,6 +132,11 @@ class Service:
                 self._timer_fired(conn, kind)
             except Exception:
                 self.internal_error(conn, "a timer")
+        for handle in self.timers.pop_due_calls(time.monotonic()):
+            try:
+                handle.callback()
+            except Exception:
+                logger.exception("timer callback %r raised", handle.callback)
         try:
             self.run_ready()
         except Exception:
@@ -140,6 +149,12 @@ class Service:
                 self._woken()
             elif self.listener is not None and fd == self.listener.fd:
                 self._accept()
+            elif fd in self.adopted:
+                try:
+                    self.adopted[fd](fd, revents)
+                except Exception:
+                    # The owner's bug: its fd stays adopted, every connection lives on.
+                    logger.exception("handler of adopted fd %d raised", fd)
             self.run_ready()
             return False
         if conn.phase is _CONNECTING and conn.tls is None:

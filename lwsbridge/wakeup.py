@@ -12,11 +12,12 @@ import contextlib
 import os
 import threading
 
-__all__ = ["RESOLVED", "USER", "Wakeup"]
+__all__ = ["RESOLVED", "TIMER", "USER", "Wakeup"]
 
 #: wake reasons, one byte each
 USER = b"u"  # cancel_service() from the user
 RESOLVED = b"r"  # a host name was resolved off-thread
+TIMER = b"t"  # a callback timer became the earliest: the loop must ask next_timeout again
 
 
 class Wakeup:

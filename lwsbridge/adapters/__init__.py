@@ -1,81 +1,64 @@
 """Adapters: the context's one poll contract translated onto one loop library each.
 
-Every adapter is a poll sink (``add_fd``/``del_fd``/``change_fd``, attached with
-:meth:`Context.set_poll_sink`, which replays the fds already watched), calls
-:meth:`Context.service_fd` for ready fds and :meth:`Context.service_pending` when
-:meth:`Context.next_timeout` expires.  Loop libraries are imported lazily: importing
-this package imports none of them.
+Every adapter is a poll sink (``add_fd(fd, events)``, ``change_fd(fd, old, new)``,
+``del_fd(fd, events)``: each call carries the old mask, so no adapter keeps a copy
+of the interest set), attached with ``set_poll_sink`` (which replays the fds
+already watched).  It calls ``service_fd`` for ready fds and ``service_pending``
+when ``next_timeout`` expires.  Adapters are written against
+:class:`~lwsbridge.vocabulary.Serviceable`, not the context class; the shared parts
+(attach/detach, the stale-fd guard, run/stop, the timer follower,
+:class:`UnknownFdError`) are in :mod:`._base`.  Loop libraries are imported lazily:
+importing this package imports none of them.
 
-=========  =====================================  ==========================
-name       module                                 entry point
-=========  =====================================  ==========================
-select     :mod:`.select_loop`                    ``SelectLoop(context)``
-poll       :mod:`.poll_loop`                      ``PollLoop(context)``
-epoll      :mod:`.epoll_loop`                     ``EpollLoop(context)``
-zmq        :mod:`.zmq_poller`                     ``ZmqPollerAdapter(context, poller)``
-gevent     :mod:`.gevent_loop`                    ``GeventAdapter(context, hub=None)``
-trio       :mod:`.trio_loop`                      ``await run_trio(context, nursery)``
-asyncio    :mod:`.asyncio_loop`                   ``AsyncioAdapter(context, loop=None)``
-=========  =====================================  ==========================
+**The revents rule** -- what every adapter gives ``service_fd(fd, revents)``:
+only POLLIN and POLLOUT.  An error or a hang-up (POLLERR, POLLHUP) counts as ready
+in the directions the fd is watched for: that is what CPython's selectors do and
+all that asyncio, gevent and trio can see (they wake the waiting reader or
+writer), and Linux's select, poll and epoll already report a reset or hung-up TCP
+socket as readable and writable within its mask, so they drop the two bits
+(:func:`._base.fold`).  The context then meets the error in its recv() or send()
+and closes the connection the same way on every loop.  The one other bit is
+POLLNVAL, from the select loop for an fd it cannot watch (>= FD_SETSIZE): the
+context closes that connection.
+
+Every module has one entry point, ``serve(context, stop_event=None)``, registered
+by name in :mod:`lwsbridge.loops`; :func:`run` looks the name up there.
+
+=========  =====================  ==========================================
+name       module                 adapter (for a host's own loop)
+=========  =====================  ==========================================
+select     :mod:`.select_loop`    ``SelectLoop(context)``
+poll       :mod:`.poll_loop`      ``PollLoop(context)``
+epoll      :mod:`.epoll_loop`     ``EpollLoop(context)``
+zmq        :mod:`.zmq_poller`     ``ZmqPollerAdapter(context, poller)``
+gevent     :mod:`.gevent_loop`    ``GeventAdapter(context, hub=None)``
+trio       :mod:`.trio_loop`      ``await run_trio(context, nursery)``
+asyncio    :mod:`.asyncio_loop`   ``AsyncioAdapter(context, loop=None)``
+=========  =====================  ==========================================
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._common import UnknownFdError
+from lwsbridge import loops
+from lwsbridge.adapters._base import UnknownFdError
+from lwsbridge.vocabulary import Serviceable
 
 if TYPE_CHECKING:
     import threading
 
-    from lwsbridge.context import Context
-
 __all__ = ["LOOPS", "UnknownFdError", "run"]
 
-LOOPS = ("select", "poll", "epoll", "zmq", "gevent", "trio", "asyncio")
+#: the loop names, in the registry's order
+LOOPS: tuple[str, ...] = loops.names()
 
 
-def run(context: Context, loop_name: str, stop_event: threading.Event | None = None) -> None:
+def run(context: Serviceable, loop_name: str, stop_event: threading.Event | None = None) -> None:
     """Serve ``context`` on the named loop in this thread until ``stop_event`` is set.
 
     Without ``stop_event`` it runs until interrupted.  The adapter is detached on the
     way out; destroying the context is the caller's business.  ``stop_event`` is a
-    ``threading.Event``, looked at every 100 ms.
+    ``threading.Event``, looked at every 100 ms.  An unknown name raises ValueError.
     """
-    if loop_name in ("select", "poll", "epoll"):
-        from lwsbridge.adapters._array import ArrayLoop
-
-        cls: type[ArrayLoop]
-        if loop_name == "select":
-            from lwsbridge.adapters.select_loop import SelectLoop as cls
-        elif loop_name == "poll":
-            from lwsbridge.adapters.poll_loop import PollLoop as cls
-        else:
-            from lwsbridge.adapters.epoll_loop import EpollLoop as cls
-        with cls(context) as loop:
-            while stop_event is None or not stop_event.is_set():
-                loop.run_once(100 if stop_event is not None else None)
-    elif loop_name == "zmq":
-        from lwsbridge.adapters.zmq_poller import serve_forever as zmq_serve
-
-        zmq_serve(context, stop_event)
-    elif loop_name == "gevent":
-        from lwsbridge.adapters.gevent_loop import serve_forever as gevent_serve
-
-        gevent_serve(context, stop_event)
-    elif loop_name == "trio":
-        import functools
-
-        import trio  # type: ignore[import-not-found, unused-ignore]
-
-        from lwsbridge.adapters.trio_loop import run_trio
-
-        trio.run(functools.partial(run_trio, context, None, stop_event))
-    elif loop_name == "asyncio":
-        import asyncio
-
-        from lwsbridge.adapters.asyncio_loop import run_asyncio
-
-        asyncio.run(run_asyncio(context, stop_event))
-    else:
-        raise ValueError(f"unknown loop {loop_name!r}; choose one of {', '.join(LOOPS)}")
+    loops.load_serve(loop_name)(context, stop_event)

@@ -1,23 +1,21 @@
 """The host-owned array loops (select, poll, epoll): one base, three kernel backends.
 
-The loop keeps its own ``fd -> events`` dict, fed by the context's ADD/DEL/CHANGE
-reports, and mirrors it into one kernel object.  An fd with no events is kept in the
-dict but not in the kernel set, so a hung-up socket whose reading is paused does not
-make the wait return at once for ever.  Host fds can be watched beside the context's
-with :meth:`watch`.
+The context's ADD/DEL/CHANGE reports go straight to one kernel object: the old mask
+each report carries says whether to register, modify or unregister, so the loop
+keeps no copy of the interest set.  An fd with no events is not in the kernel set,
+so a hung-up socket whose reading is paused does not make the wait return at once
+for ever.  Host fds can be watched beside the context's with :meth:`ArrayLoop.watch`.
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._common import POLLNVAL, UnknownFdError
+from lwsbridge.adapters._base import BOTH, KEEP, POLLNVAL, TROUBLE, PassLoop, UnknownFdError
 from lwsbridge.log import logger
-
-if TYPE_CHECKING:
-    from lwsbridge.context import Context
+from lwsbridge.vocabulary import Serviceable
 
 __all__ = ["ArrayLoop", "ForeignCallback"]
 
@@ -25,32 +23,19 @@ __all__ = ["ArrayLoop", "ForeignCallback"]
 ForeignCallback = Callable[[int, int], None]
 
 
-class ArrayLoop:
+class ArrayLoop(PassLoop):
     """Base of SelectLoop/PollLoop/EpollLoop; subclasses supply the ``_k*`` backend."""
 
     name = "array"
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
-        #: what the context wants watched, per fd (Linux pollfd bits)
-        self.events: dict[int, int] = {}
+    def __init__(self, context: Serviceable) -> None:
+        super().__init__(context)
         self._foreign: dict[int, tuple[int, ForeignCallback]] = {}
         self._refused: list[int] = []
-        self._closed_in_pass: set[int] = set()
-        self._servicing = False
-        self._stopping = False
-        self._thread = threading.get_ident()
         for fd, _events in context.fds:
             self._check_attach(fd)
         self._kopen()
-        self._attached = True
-        try:
-            context.set_poll_sink(self)
-        except BaseException:
-            self._attached = False
-            context.set_poll_sink(None)
-            self._kclose()
-            raise
+        self._attach()
 
     # -- the kernel backend (subclasses) -------------------------------------------------
 
@@ -61,7 +46,10 @@ class ArrayLoop:
         raise NotImplementedError
 
     def _kset(self, fd: int, old: int, new: int) -> None:
-        """Make the kernel watch ``new`` (0: nothing) where it watched ``old``."""
+        """Make the kernel watch ``new`` (0: nothing) where it watched ``old``.
+
+        Raises KeyError when ``old`` is not what the kernel has for ``fd``.
+        """
         raise NotImplementedError
 
     def _kwait(self, timeout: float | None) -> list[tuple[int, int]]:
@@ -75,44 +63,49 @@ class ArrayLoop:
         """True when the backend cannot watch ``fd`` (select's FD_SETSIZE)."""
         return False
 
+    def _release(self) -> None:
+        self._foreign.clear()
+        self._kclose()
+
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
-        if fd in self.events or fd in self._foreign:
+        if fd in self._foreign:
             raise ValueError(f"{self.name}: ADD for fd {fd}, which is already watched")
-        self.events[fd] = events
         if self._refuse(fd):
             # Not watchable here: the connection is closed (service_fd with POLLNVAL)
             # as soon as the context is not in the middle of a call.
             self._refused.append(fd)
             return
-        self._kset(fd, 0, events)
+        self._set(fd, "ADD", 0, events)
 
-    def del_fd(self, fd: int, events: int = 0) -> None:
-        try:
-            old = self.events.pop(fd)
-        except KeyError:
-            raise UnknownFdError(fd, "DEL", self.name) from None
-        self._closed_in_pass.add(fd)
+    def del_fd(self, fd: int, events: int) -> None:
+        self._gone(fd)
         if fd in self._refused:
             self._refused.remove(fd)
         else:
-            self._kset(fd, old, 0)
+            self._set(fd, "DEL", events, 0)
 
-    def change_fd(self, fd: int, old: int, events: int) -> None:
-        try:
-            old = self.events[fd]
-        except KeyError:
-            raise UnknownFdError(fd, "CHANGE", self.name) from None
-        self.events[fd] = events
+    def change_fd(self, fd: int, old: int, new: int) -> None:
         if fd not in self._refused:
-            self._kset(fd, old, events)
+            self._set(fd, "CHANGE", old, new)
+
+    def _set(self, fd: int, what: str, old: int, new: int) -> None:
+        try:
+            self._kset(fd, old, new)
+        except FileExistsError:
+            raise ValueError(f"{self.name}: ADD for fd {fd}, which is already watched") from None
+        except (KeyError, OSError) as exc:
+            # ENOENT: not in the kernel set; EBADF: not even open (closed before its DEL)
+            if isinstance(exc, KeyError) or exc.errno in (errno.ENOENT, errno.EBADF):
+                raise UnknownFdError(fd, what, self.name) from None
+            raise
 
     # -- host fds ------------------------------------------------------------------------
 
     def watch(self, fd: int, events: int, callback: ForeignCallback) -> None:
         """Watch a host fd beside the context's; ``callback(fd, revents)`` when ready."""
-        if fd in self.events or fd in self._foreign:
+        if fd in self._foreign or any(f == fd for f, _ in self.context.fds):
             raise ValueError(f"{self.name}: fd {fd} is already watched")
         self._check_attach(fd)
         self._foreign[fd] = (events, callback)
@@ -123,8 +116,10 @@ class ArrayLoop:
             events, _cb = self._foreign.pop(fd)
         except KeyError:
             raise UnknownFdError(fd, "unwatch", self.name) from None
-        self._closed_in_pass.add(fd)
-        self._kset(fd, events, 0)
+        self._gone(fd)
+        # The host may have closed it before unwatch: the kernel dropped it already.
+        with contextlib.suppress(OSError):
+            self._kset(fd, events, 0)
 
     # -- running -------------------------------------------------------------------------
 
@@ -141,7 +136,6 @@ class ArrayLoop:
             self.context.service_fd(fd, POLLNVAL)
             if fd in self._refused:  # not a connection (the context kept it): forget it
                 self._refused.remove(fd)
-                self.events.pop(fd, None)
 
     def run_once(self, timeout_ms: int | None = None) -> int:
         """Wait up to ``timeout_ms`` (None: as long as the context allows) and service.
@@ -157,50 +151,25 @@ class ArrayLoop:
         ready = self._kwait(None if wait is None or wait < 0 else wait / 1000.0)
         closed = self._closed_in_pass
         closed.clear()
-        self._servicing = True
+        foreign = self._foreign
+        service_fd = ctx.service_fd
         handled = 0
-        try:
-            for fd, revents in ready:
-                if fd in closed:
-                    continue  # closed (maybe reused) earlier in this pass: stale
-                if fd in self.events:
-                    ctx.service_fd(fd, revents)
-                    handled += 1
-                else:
-                    entry = self._foreign.get(fd)
-                    if entry is not None:
-                        entry[1](fd, revents)
-                        handled += 1
-            ctx.service_pending()
-        finally:
-            self._servicing = False
+        for fd, revents in ready:
+            if fd in closed:
+                continue  # closed (maybe reused) earlier in this pass: stale
+            if foreign and fd in foreign:
+                foreign[fd][1](fd, revents)
+                handled += 1
+                continue
+            # _base.fold, inlined: this is the hot path of ctx.service()
+            rev = revents & KEEP
+            if not rev:
+                if not revents & TROUBLE:
+                    continue
+                rev = BOTH
+            service_fd(fd, rev)
+            handled += 1
+        ctx.service_pending()
         if self._refused:
             self._reap_refused()
         return handled
-
-    def run_forever(self) -> None:
-        """:meth:`run_once` until :meth:`stop`."""
-        self._stopping = False
-        while not self._stopping:
-            self.run_once(None)
-
-    def stop(self) -> None:
-        """End :meth:`run_forever` after the current pass; from any thread."""
-        self._stopping = True
-        if threading.get_ident() != self._thread:
-            self.context.cancel_service()  # wakes the wait (EVENT_WAIT_CANCELLED)
-
-    def close(self) -> None:
-        """Detach from the context and free the kernel object."""
-        if self._attached:
-            self._attached = False
-            self.context.set_poll_sink(None)
-        self.events.clear()
-        self._foreign.clear()
-        self._kclose()
-
-    def __enter__(self) -> ArrayLoop:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,27 +1,25 @@
-"""``EpollLoop``: the context on ``select.epoll`` (Linux), a host-owned fd dict."""
+"""``EpollLoop``: the context on ``select.epoll`` (Linux)."""
 
 from __future__ import annotations
 
-import contextlib
 import select
+import threading
 
 from lwsbridge.adapters._array import ArrayLoop, ForeignCallback
-from lwsbridge.adapters._common import POLLERR, POLLHUP, POLLIN, POLLOUT
+from lwsbridge.adapters._base import POLLERR, POLLHUP, POLLIN, POLLOUT, run_until
+from lwsbridge.vocabulary import Serviceable
 
-__all__ = ["EpollLoop", "ForeignCallback"]
+__all__ = ["EpollLoop", "ForeignCallback", "serve"]
 
-
-def _to_epoll(events: int) -> int:
-    return (select.EPOLLIN if events & POLLIN else 0) | (select.EPOLLOUT if events & POLLOUT else 0)
-
-
-def _from_epoll(mask: int) -> int:
-    return (
-        (POLLIN if mask & select.EPOLLIN else 0)
-        | (POLLOUT if mask & select.EPOLLOUT else 0)
-        | (POLLERR if mask & select.EPOLLERR else 0)
-        | (POLLHUP if mask & select.EPOLLHUP else 0)
-    )
+# Linux gives epoll the pollfd bit values, so masks go in and out untranslated
+# (no per-event work on the built-in loop's hot path).
+if (select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP) != (
+    POLLIN,
+    POLLOUT,
+    POLLERR,
+    POLLHUP,
+):  # pragma: no cover - not Linux
+    raise ImportError("epoll event bits differ from poll's here")
 
 
 class EpollLoop(ArrayLoop):
@@ -40,16 +38,19 @@ class EpollLoop(ArrayLoop):
         self._ep.close()
 
     def _kset(self, fd: int, old: int, new: int) -> None:
+        # modify()/unregister() of an unknown fd raise FileNotFoundError (ENOENT)
         if new:
             if old:
-                self._ep.modify(fd, _to_epoll(new))
+                self._ep.modify(fd, new)
             else:
-                self._ep.register(fd, _to_epoll(new))
+                self._ep.register(fd, new)
         elif old:
-            # Already closed (a host fd closed before unwatch): the kernel dropped it.
-            with contextlib.suppress(FileNotFoundError, OSError):
-                self._ep.unregister(fd)
+            self._ep.unregister(fd)
 
     def _kwait(self, timeout: float | None) -> list[tuple[int, int]]:
-        events = self._ep.poll(-1 if timeout is None else timeout)
-        return [(fd, _from_epoll(mask)) for fd, mask in events]
+        return self._ep.poll(-1 if timeout is None else timeout)
+
+
+def serve(context: Serviceable, stop_event: threading.Event | None = None) -> None:
+    """Serve ``context`` on epoll in this thread until ``stop_event`` is set."""
+    run_until(EpollLoop(context), stop_event)

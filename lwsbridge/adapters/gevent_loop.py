@@ -11,121 +11,96 @@ monkey-patching is needed or done.
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lwsbridge.adapters._common import POLLIN, POLLOUT, UnknownFdError
+from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, TimerFollower, UnknownFdError
+from lwsbridge.vocabulary import Serviceable
 
-if TYPE_CHECKING:
-    import threading
-
-    from lwsbridge.context import Context
-
-__all__ = ["GeventAdapter", "serve_forever"]
+__all__ = ["GeventAdapter", "serve", "serve_forever"]
 
 _READ, _WRITE = 1, 2  # libev/libuv EV_READ, EV_WRITE (gevent's loop.io events)
+_TO_GEVENT = (0, _READ, 0, _READ, _WRITE, _READ | _WRITE)  # by pollfd mask (POLLOUT=4)
+_FROM_GEVENT = (0, POLLIN, POLLOUT, POLLIN | POLLOUT)  # by revents & 3
 
 
-def _to_gevent(events: int) -> int:
-    return (_READ if events & POLLIN else 0) | (_WRITE if events & POLLOUT else 0)
-
-
-class GeventAdapter:
+class GeventAdapter(Adapter):
     """``GeventAdapter(context, hub=None)``: attach now; ``close()`` to detach."""
 
     name = "gevent"
 
-    def __init__(self, context: Context, hub: Any = None) -> None:
+    def __init__(self, context: Serviceable, hub: Any = None) -> None:
         import gevent  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
-        self.context = context
+        super().__init__(context)
         self.hub = hub if hub is not None else gevent.get_hub()
         self.loop = self.hub.loop
-        self.events: dict[int, int] = {}
+        #: the loop's io watcher objects (the library's registrations, held to stop them)
         self._watchers: dict[int, Any] = {}
         self._timer: Any = None
-        self._timer_at: float | None = None
-        self._attached = True
         self._stop: Any = None
-        context.set_poll_sink(self)
-        self._reschedule()
+        self._follower = TimerFollower(context, time.monotonic, self._arm, self._disarm)
+        self._attach()
+        self._follower.follow()
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
-        if fd in self.events:
-            raise ValueError(f"gevent: ADD for fd {fd}, which is already watched")
-        self.events[fd] = events
         if events:
             self._start(fd, events)
 
-    def del_fd(self, fd: int, events: int = 0) -> None:
-        try:
-            del self.events[fd]
-        except KeyError:
-            raise UnknownFdError(fd, "DEL", self.name) from None
+    def del_fd(self, fd: int, events: int) -> None:
         w = self._watchers.pop(fd, None)
+        if w is None and events:
+            raise UnknownFdError(fd, "DEL", self.name)
         if w is not None:
             w.stop()
             w.close()
         closing_fd = getattr(self.loop, "closing_fd", None)
-        if closing_fd is not None:
+        if closing_fd is not None and self._attached:  # not on detach: the fd stays open
             closing_fd(fd)
 
-    def change_fd(self, fd: int, old: int, events: int) -> None:
-        if fd not in self.events:
-            raise UnknownFdError(fd, "CHANGE", self.name)
-        self.events[fd] = events
+    def change_fd(self, fd: int, old: int, new: int) -> None:
         w = self._watchers.get(fd)
         if w is None:
-            if events:
-                self._start(fd, events)
+            if old:
+                raise UnknownFdError(fd, "CHANGE", self.name)
+            self._start(fd, new)
             return
         w.stop()
-        if events:
-            w.events = _to_gevent(events)
+        if new:
+            w.events = _TO_GEVENT[new & 5]
             w.start(self._ready, fd, pass_events=True)
 
     def _start(self, fd: int, events: int) -> None:
-        w = self.loop.io(fd, _to_gevent(events))
+        w = self.loop.io(fd, _TO_GEVENT[events & 5])
         self._watchers[fd] = w
         w.start(self._ready, fd, pass_events=True)
 
     # -- servicing (in the hub) ----------------------------------------------------------
 
     def _ready(self, revents: int, fd: int) -> None:
-        if fd in self.events:
-            ev = (POLLIN if revents & _READ else 0) | (POLLOUT if revents & _WRITE else 0)
-            self.context.service_fd(fd, ev)
-        self._reschedule()
+        # A DEL'd fd's watcher is stopped and closed, so it never gets here.
+        self.context.service_fd(fd, _FROM_GEVENT[revents & 3])
+        self._follower.follow()
 
-    def _fire(self) -> None:
-        self._timer_at = None
-        self.context.service_pending()
-        self._reschedule()
+    def _arm(self, seconds: float) -> None:
+        self._timer = self.loop.timer(seconds)
+        self._timer.start(self._follower.fired)
 
-    def _reschedule(self) -> None:
-        if not self._attached:
-            return
-        nt = self.context.next_timeout()
-        timer = self._timer
-        if nt is None:
-            if timer is not None:
-                timer.stop()
-                self._timer_at = None
-            return
-        at = time.monotonic() + nt / 1000.0
-        if timer is not None and self._timer_at is not None:
-            if nt > 0 and abs(self._timer_at - at) < 0.001:
-                return
-            if nt == 0 and self._timer_at <= at:
-                return
-        if timer is not None:
-            timer.stop()
-            timer.close()
-        self._timer = self.loop.timer(nt / 1000.0)
-        self._timer_at = at
-        self._timer.start(self._fire)
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+            self._timer = None
+
+    def _release(self) -> None:
+        for w in self._watchers.values():  # a watcher stopped (0 events) but kept
+            w.stop()
+            w.close()
+        self._watchers.clear()
+        self._follower.close()
 
     # -- running -------------------------------------------------------------------------
 
@@ -145,27 +120,15 @@ class GeventAdapter:
         if self._stop is not None:
             self._stop.set()
 
-    def close(self) -> None:
-        """Detach: stop and close every watcher and the timer."""
-        if not self._attached:
-            return
-        self._attached = False
-        for w in self._watchers.values():
-            w.stop()
-            w.close()
-        self._watchers.clear()
-        self.events.clear()
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer.close()
-            self._timer = self._timer_at = None
-        self.context.set_poll_sink(None)
 
-
-def serve_forever(context: Context, stop_event: threading.Event | None = None) -> None:
+def serve(context: Serviceable, stop_event: threading.Event | None = None) -> None:
     """Serve ``context`` on the current thread's hub until ``stop_event`` is set."""
     adapter = GeventAdapter(context)
     try:
         adapter.serve_forever(stop_event)
     finally:
         adapter.close()
+
+
+#: the name this entry point had before every adapter module had :func:`serve`
+serve_forever = serve

@@ -1,12 +1,15 @@
-"""``PollLoop``: the context on ``select.poll``, a host-owned fd dict (no fd limit)."""
+"""``PollLoop``: the context on ``select.poll`` (no fd limit)."""
 
 from __future__ import annotations
 
 import select
+import threading
 
 from lwsbridge.adapters._array import ArrayLoop, ForeignCallback
+from lwsbridge.adapters._base import run_until
+from lwsbridge.vocabulary import Serviceable
 
-__all__ = ["ForeignCallback", "PollLoop"]
+__all__ = ["ForeignCallback", "PollLoop", "serve"]
 
 
 class PollLoop(ArrayLoop):
@@ -24,6 +27,7 @@ class PollLoop(ArrayLoop):
         pass
 
     def _kset(self, fd: int, old: int, new: int) -> None:
+        # modify() of an unknown fd raises FileNotFoundError, unregister() KeyError
         if new:
             if old:
                 self._poll.modify(fd, new)
@@ -35,3 +39,8 @@ class PollLoop(ArrayLoop):
     def _kwait(self, timeout: float | None) -> list[tuple[int, int]]:
         ms = None if timeout is None else int(timeout * 1000.0)
         return self._poll.poll(ms)
+
+
+def serve(context: Serviceable, stop_event: threading.Event | None = None) -> None:
+    """Serve ``context`` on poll() in this thread until ``stop_event`` is set."""
+    run_until(PollLoop(context), stop_event)

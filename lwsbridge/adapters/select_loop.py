@@ -1,4 +1,4 @@
-"""``SelectLoop``: the context on ``select.select``, a host-owned fd dict.
+"""``SelectLoop``: the context on ``select.select``.
 
 select() cannot watch fds from FD_SETSIZE (1024) up.  Such an fd is refused with an
 error naming it: at attach time :class:`SelectLoop` raises ``ValueError``; a
@@ -10,11 +10,13 @@ or :class:`~lwsbridge.adapters.epoll_loop.EpollLoop` beyond that.
 from __future__ import annotations
 
 import select
+import threading
 
 from lwsbridge.adapters._array import ArrayLoop, ForeignCallback
-from lwsbridge.adapters._common import POLLIN, POLLOUT
+from lwsbridge.adapters._base import POLLIN, POLLOUT, run_until
+from lwsbridge.vocabulary import Serviceable
 
-__all__ = ["FD_SETSIZE", "ForeignCallback", "SelectLoop"]
+__all__ = ["FD_SETSIZE", "ForeignCallback", "SelectLoop", "serve"]
 
 FD_SETSIZE = 1024
 
@@ -43,16 +45,21 @@ class SelectLoop(ArrayLoop):
         return fd >= FD_SETSIZE
 
     def _kset(self, fd: int, old: int, new: int) -> None:
+        r, w = self._r, self._w
+        if (old & POLLIN and fd not in r) or (old & POLLOUT and fd not in w):
+            raise KeyError(fd)  # the sets are the kernel's view here: they disagree
         if new & POLLIN:
-            self._r.add(fd)
+            r.add(fd)
         else:
-            self._r.discard(fd)
+            r.discard(fd)
         if new & POLLOUT:
-            self._w.add(fd)
+            w.add(fd)
         else:
-            self._w.discard(fd)
+            w.discard(fd)
 
     def _kwait(self, timeout: float | None) -> list[tuple[int, int]]:
+        # select() puts an errored or hung-up socket in the sets it was asked about:
+        # the revents rule (adapters/__init__) holds with no translation.
         r, w, _x = select.select(list(self._r), list(self._w), [], timeout)
         if not w:
             return [(fd, POLLIN) for fd in r]
@@ -60,3 +67,8 @@ class SelectLoop(ArrayLoop):
         for fd in w:
             out[fd] = out.get(fd, 0) | POLLOUT
         return list(out.items())
+
+
+def serve(context: Serviceable, stop_event: threading.Event | None = None) -> None:
+    """Serve ``context`` on select() in this thread until ``stop_event`` is set."""
+    run_until(SelectLoop(context), stop_event)

@@ -5,109 +5,83 @@ One task per fd and direction waits with ``trio.lowlevel.wait_readable`` /
 tasks.  Before a DEL (the context closes the fd right after it)
 ``trio.lowlevel.notify_closing(fd)`` wakes any waiter.  The context's next timeout
 is the deadline of one cancel scope, moved after every service call.
-:meth:`Context.cancel_service` works from other threads: its wakeup pipe is one of
-the fds watched.
+``cancel_service()`` works from other threads: its wakeup pipe is one of the fds
+watched.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._common import POLLIN, POLLOUT, UnknownFdError
+from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, UnknownFdError
+from lwsbridge.vocabulary import Serviceable
 
 if TYPE_CHECKING:
-    import threading
-
     import trio  # type: ignore[import-not-found, unused-ignore]
 
-    from lwsbridge.context import Context
-
-__all__ = ["TrioAdapter", "run_trio"]
+__all__ = ["TrioAdapter", "run_trio", "serve"]
 
 
-class _Fd:
-    """One watched fd: its events and the cancel scope of each direction's task."""
-
-    __slots__ = ("events", "fd", "scopes")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.events = 0
-        self.scopes: dict[int, trio.CancelScope] = {}
-
-
-class TrioAdapter:
+class TrioAdapter(Adapter):
     """The poll sink that :func:`run_trio` attaches; tasks live in ``nursery``."""
 
     name = "trio"
 
-    def __init__(self, context: Context, nursery: trio.Nursery) -> None:
+    def __init__(self, context: Serviceable, nursery: trio.Nursery) -> None:
         import trio  # type: ignore[import-not-found, unused-ignore]
 
+        super().__init__(context)
         self._trio = trio
-        self.context = context
         self.nursery = nursery
-        self.fds: dict[int, _Fd] = {}
+        #: the running tasks' cancel scopes, by (fd, direction): the library's registrations
+        self._scopes: dict[tuple[int, int], trio.CancelScope] = {}
         self._timer_scope: trio.CancelScope | None = None
-        self._attached = True
-        self._done = trio.Event()
-        context.set_poll_sink(self)
+        self._attach()
         nursery.start_soon(self._timer_task)
-
-    @property
-    def events(self) -> dict[int, int]:
-        return {fd: rec.events for fd, rec in self.fds.items()}
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
-        if fd in self.fds:
-            raise ValueError(f"trio: ADD for fd {fd}, which is already watched")
-        rec = _Fd(fd)
-        self.fds[fd] = rec
-        self._set(rec, events)
+        self._set(fd, "ADD", 0, events)
 
-    def del_fd(self, fd: int, events: int = 0) -> None:
-        rec = self.fds.pop(fd, None)
-        if rec is None:
-            raise UnknownFdError(fd, "DEL", self.name)
-        self._set(rec, 0)
-        self._trio.lowlevel.notify_closing(fd)
+    def del_fd(self, fd: int, events: int) -> None:
+        self._set(fd, "DEL", events, 0)
+        if self._attached:  # on detach the fd stays open: nothing is closing
+            self._trio.lowlevel.notify_closing(fd)
 
-    def change_fd(self, fd: int, old: int, events: int) -> None:
-        rec = self.fds.get(fd)
-        if rec is None:
-            raise UnknownFdError(fd, "CHANGE", self.name)
-        self._set(rec, events)
+    def change_fd(self, fd: int, old: int, new: int) -> None:
+        self._set(fd, "CHANGE", old, new)
 
-    def _set(self, rec: _Fd, events: int) -> None:
-        old, rec.events = rec.events, events
+    def _set(self, fd: int, what: str, old: int, new: int) -> None:
         for bit in (POLLIN, POLLOUT):
-            if (old ^ events) & bit:
-                if events & bit:
-                    scope = self._trio.CancelScope()
-                    rec.scopes[bit] = scope
-                    self.nursery.start_soon(self._watch, rec, bit, scope)
+            if (old ^ new) & bit:
+                if new & bit:
+                    scope = self._scopes[fd, bit] = self._trio.CancelScope()
+                    self.nursery.start_soon(self._watch, fd, bit, scope)
                 else:
-                    gone = rec.scopes.pop(bit, None)
-                    if gone is not None:
-                        gone.cancel()
+                    gone = self._scopes.pop((fd, bit), None)
+                    if gone is None:
+                        raise UnknownFdError(fd, what, self.name)
+                    gone.cancel()
 
     # -- tasks ---------------------------------------------------------------------------
 
-    async def _watch(self, rec: _Fd, bit: int, scope: trio.CancelScope) -> None:
+    async def _watch(self, fd: int, bit: int, scope: trio.CancelScope) -> None:
         lowlevel = self._trio.lowlevel
         wait = lowlevel.wait_readable if bit == POLLIN else lowlevel.wait_writable
-        fd = rec.fd
+        key = (fd, bit)
+        scopes = self._scopes
         with scope:
-            while rec.scopes.get(bit) is scope:
+            while scopes.get(key) is scope:
                 try:
                     await wait(fd)
                 except self._trio.ClosedResourceError:
                     return  # notify_closing: the fd is going away
-                if rec.scopes.get(bit) is not scope:
-                    return
+                if scopes.get(key) is not scope:
+                    return  # stopped (maybe closed and reused) while this task waited
                 self.context.service_fd(fd, bit)
                 self._reschedule()
 
@@ -125,29 +99,23 @@ class TrioAdapter:
                 self.context.service_pending()
 
     def _reschedule(self) -> None:
+        """The timer follower, trio's way: the timer task's deadline is the timeout."""
         scope = self._timer_scope
         if scope is None:
             return
         nt = self.context.next_timeout()
         scope.deadline = math.inf if nt is None else self._trio.current_time() + nt / 1000.0
 
-    def close(self) -> None:
-        """Detach: cancel every task this adapter started."""
-        if not self._attached:
-            return
-        self._attached = False
-        for rec in self.fds.values():
-            for scope in rec.scopes.values():
-                scope.cancel()
-            rec.scopes.clear()
-        self.fds.clear()
+    def _release(self) -> None:
+        for scope in self._scopes.values():
+            scope.cancel()
+        self._scopes.clear()
         if self._timer_scope is not None:
             self._timer_scope.cancel()
-        self.context.set_poll_sink(None)
 
 
 async def run_trio(
-    context: Context,
+    context: Serviceable,
     nursery: trio.Nursery | None = None,
     stop_event: threading.Event | None = None,
 ) -> TrioAdapter | None:
@@ -167,8 +135,15 @@ async def run_trio(
         try:
             if stop_event is None:
                 await trio.sleep_forever()
-            while not stop_event.is_set():
+            while stop_event is not None and not stop_event.is_set():
                 await trio.sleep(0.1)
         finally:
             adapter.close()
     return None
+
+
+def serve(context: Serviceable, stop_event: threading.Event | None = None) -> None:
+    """Serve ``context`` under ``trio.run`` in this thread until ``stop_event`` is set."""
+    import trio  # type: ignore[import-not-found, unused-ignore]
+
+    trio.run(functools.partial(run_trio, context, None, stop_event))

@@ -9,92 +9,84 @@ The host keeps its own poll loop over ZeroMQ sockets and adds lwsbridge to it::
         ready = ws.handle(dict(poller.poll(ws.timeout(1000))))
         if sub in ready: ...  # the rest is the host's
 
-Events are translated POLLIN=1/POLLOUT=4 <-> zmq.POLLIN=1/zmq.POLLOUT=2 (and
-zmq.POLLERR to POLLERR).  An fd with no events is unregistered from the poller.
+Events are translated POLLIN=1/POLLOUT=4 <-> zmq.POLLIN=1/zmq.POLLOUT=2; zmq.POLLERR
+follows the revents rule (adapters/__init__).  An fd with no events is not registered.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lwsbridge.adapters._common import POLLERR, POLLIN, POLLOUT, UnknownFdError
+from lwsbridge.adapters._base import (
+    POLLERR,
+    POLLIN,
+    POLLOUT,
+    PassLoop,
+    UnknownFdError,
+    fold,
+    run_until,
+)
+from lwsbridge.vocabulary import Serviceable
 
-if TYPE_CHECKING:
-    from lwsbridge.context import Context
-
-__all__ = ["ZmqPollerAdapter", "serve_forever"]
+__all__ = ["ZmqPollerAdapter", "serve", "serve_forever"]
 
 _ZIN, _ZOUT, _ZERR = 1, 2, 4  # zmq.POLLIN, zmq.POLLOUT, zmq.POLLERR (fixed by libzmq)
+# zmq flags -> pollfd bits, by table (the 8 combinations)
+_FROM_ZMQ = [
+    (POLLIN if f & _ZIN else 0) | (POLLOUT if f & _ZOUT else 0) | (POLLERR if f & _ZERR else 0)
+    for f in range(8)
+]
 
 
 def _to_zmq(events: int) -> int:
     return (_ZIN if events & POLLIN else 0) | (_ZOUT if events & POLLOUT else 0)
 
 
-def _from_zmq(flags: int) -> int:
-    return (
-        (POLLIN if flags & _ZIN else 0)
-        | (POLLOUT if flags & _ZOUT else 0)
-        | (POLLERR if flags & _ZERR else 0)
-    )
-
-
-class ZmqPollerAdapter:
+class ZmqPollerAdapter(PassLoop):
     """``ZmqPollerAdapter(context, poller)``: ``handle(dict(poller.poll(t)))``, ``timeout()``."""
 
     name = "zmq"
 
-    def __init__(self, context: Context, poller: Any) -> None:
+    def __init__(self, context: Serviceable, poller: Any) -> None:
         import zmq  # type: ignore[import-not-found, unused-ignore]
 
         if (zmq.POLLIN, zmq.POLLOUT, zmq.POLLERR) != (_ZIN, _ZOUT, _ZERR):
             raise RuntimeError("unexpected zmq poll flag values")
-        self.context = context
+        super().__init__(context)
         self.poller = poller
-        self.events: dict[int, int] = {}
-        self._closed_in_pass: set[int] = set()
-        self._attached = True
-        self._stopping = False
-        self._thread = threading.get_ident()
-        context.set_poll_sink(self)
+        self._attach()
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
-        if fd in self.events:
-            raise ValueError(f"zmq: ADD for fd {fd}, which is already watched")
-        self.events[fd] = events
         if events:
             self.poller.register(fd, _to_zmq(events))
 
-    def del_fd(self, fd: int, events: int = 0) -> None:
-        try:
-            old = self.events.pop(fd)
-        except KeyError:
-            raise UnknownFdError(fd, "DEL", self.name) from None
-        self._closed_in_pass.add(fd)
-        if old:
-            self.poller.unregister(fd)
-
-    def change_fd(self, fd: int, old: int, events: int) -> None:
-        try:
-            old = self.events[fd]
-        except KeyError:
-            raise UnknownFdError(fd, "CHANGE", self.name) from None
-        self.events[fd] = events
+    def del_fd(self, fd: int, events: int) -> None:
+        self._gone(fd)
         if events:
-            self.poller.register(fd, _to_zmq(events))  # modifies when registered
+            self._unregister(fd, "DEL")
+
+    def change_fd(self, fd: int, old: int, new: int) -> None:
+        if new:
+            self.poller.register(fd, _to_zmq(new))  # modifies when registered
         elif old:
+            self._unregister(fd, "CHANGE")
+
+    def _unregister(self, fd: int, what: str) -> None:
+        try:
             self.poller.unregister(fd)
+        except KeyError:
+            raise UnknownFdError(fd, what, self.name) from None
 
     # -- the host's loop -----------------------------------------------------------------
 
     def timeout(self, user_ms: int | None = None) -> int | None:
         """The timeout for ``poller.poll``: the smaller of ``user_ms`` and the context's.
 
-        Runs :meth:`Context.service_pending` first when it is due now.  None: no limit.
+        Runs the context's ``service_pending()`` first when it is due now.  None: no limit.
         """
         ctx = self.context
         nt = ctx.next_timeout()
@@ -118,12 +110,11 @@ class ZmqPollerAdapter:
         closed = self._closed_in_pass
         closed.clear()
         for key, flags in items:
-            if key.__class__ is int and key in self.events:
-                if key not in closed:
-                    ctx.service_fd(key, _from_zmq(flags))
-            elif key.__class__ is int and key in closed:
-                continue  # ours, closed earlier in this pass
-            else:
+            if key.__class__ is not int:
+                rest[key] = flags  # a zmq socket: the host's
+            # An fd closed earlier in this pass is skipped (stale); service_fd gives
+            # back the revents of an fd that is not the context's (the host's).
+            elif key not in closed and ctx.service_fd(key, fold(_FROM_ZMQ[flags & 7])):
                 rest[key] = flags
         ctx.service_pending()
         return rest
@@ -132,36 +123,13 @@ class ZmqPollerAdapter:
         """One ``poller.poll`` + :meth:`handle`; returns the host's ready sockets."""
         return self.handle(dict(self.poller.poll(self.timeout(timeout_ms))))
 
-    def run_forever(self) -> None:
-        """:meth:`run_once` until :meth:`stop` (only when the poller has nothing else)."""
-        self._stopping = False
-        while not self._stopping:
-            self.run_once(None)
 
-    def stop(self) -> None:
-        self._stopping = True
-        if threading.get_ident() != self._thread:
-            self.context.cancel_service()
-
-    def close(self) -> None:
-        """Detach: unregister every fd of ours from the poller."""
-        if not self._attached:
-            return
-        self._attached = False
-        for fd, events in self.events.items():
-            if events:
-                self.poller.unregister(fd)
-        self.events.clear()
-        self.context.set_poll_sink(None)
-
-
-def serve_forever(context: Context, stop_event: threading.Event | None = None) -> None:
+def serve(context: Serviceable, stop_event: threading.Event | None = None) -> None:
     """Serve ``context`` on a ``zmq.Poller`` of its own until ``stop_event`` is set."""
     import zmq  # type: ignore[import-not-found, unused-ignore]
 
-    adapter = ZmqPollerAdapter(context, zmq.Poller())
-    try:
-        while stop_event is None or not stop_event.is_set():
-            adapter.run_once(100 if stop_event is not None else None)
-    finally:
-        adapter.close()
+    run_until(ZmqPollerAdapter(context, zmq.Poller()), stop_event)
+
+
+#: the name this entry point had before every adapter module had :func:`serve`
+serve_forever = serve

@@ -9,6 +9,9 @@ What it will not do: touch a socket, a clock or a loop.  You feed it bytes with
 ``receive_data`` / ``receive_eof``, take events with ``events()``, and write what
 ``data_to_send()`` returns -- a ``b""`` chunk in it means "close the transport now".
 Timeouts (handshake, close, ping) are yours: call ``abort()`` when one expires.
+One case has no ``b""``: a client whose close handshake completed cleanly waits for the
+server to close TCP first (RFC 6455 §7.1.1), so close it yourself when the peer's FIN
+arrives or a close timeout expires (the rule in full: :mod:`lwsbridge.core.state`).
 
 The layers: :class:`~lwsbridge.core.http_server.ServerExchange` reads requests and
 frames responses, :func:`~lwsbridge.core.http11.read_response_head` reads the client's
@@ -497,12 +500,21 @@ class WSConnection:
         self._close_received = event
         self._events.append(event)
         if self.state is State.OPEN:
-            # §5.5.1: answer with a close frame, echoing the code.
-            self._send_close_frame(None if code == 1005 else code, "")
+            # §5.5.1: answer with a close frame.  Echo the peer's code and reason, as
+            # libwebsockets and websockets do: parse_close_payload let only codes that
+            # may be sent through, and code + reason fit 125 bytes since they arrived in
+            # one control frame.  1005 means the close had no payload: answer with none
+            # (1005 itself must never be sent, §7.4.1).
+            if code == 1005:
+                self._send_close_frame(None, "")
+            else:
+                self._send_close_frame(code, reason)
         self.state = transition(self.role, self.state, "recv_close")
         self._buf.clear()  # anything after the close frame is ignored (§5.5.1)
         if not self._client:
-            # §7.1.1: the server closes the TCP connection first.
+            # §7.1.1: the server closes the TCP connection first.  The client emits no
+            # b"" here: it waits for the server's FIN (its owner bounds that wait, see
+            # the module docstring of lwsbridge.core.state).
             self._out.append(_EOF)
         self._emit_closed(code, reason, clean=True)
 

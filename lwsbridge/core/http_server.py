@@ -74,6 +74,14 @@ class ServerExchange:
         if end > max_head_size:
             raise RemoteProtocolError(f"request head larger than {max_head_size} bytes", status=431)
         method, target, version, headers = parse_request_head(buf.consume(end))
+        if b"transfer-encoding" in headers and b"content-length" in headers:
+            # RFC 9112 §6.1/§6.3: the framing is ambiguous, the request-smuggling vector
+            # (a proxy in front and this server would disagree on where the body ends).
+            # 400, and the reject closes the connection as §6.1 requires -- upgrade or not.
+            raise RemoteProtocolError(
+                "request has both Content-Length and Transfer-Encoding (RFC 9112 §6.1)",
+                status=400,
+            )
         if is_websocket_upgrade(headers):
             key, protocols, extensions = validate_upgrade(method, version, headers)
             return UpgradeRequest(target, headers, key, protocols, extensions)
@@ -83,6 +91,14 @@ class ServerExchange:
             b"close" not in conn_tokens if version >= (1, 1) else b"keep-alive" in conn_tokens
         )
         if b"transfer-encoding" in headers:
+            codings = [c.lower() for c in headers.get_list(b"transfer-encoding")]
+            if version < (1, 1) or not codings or codings[-1] != b"chunked":
+                # §6.3: the body length cannot be determined (HTTP/1.0 has no transfer
+                # codings, §6.1; without chunked last the body runs to the close).
+                raise RemoteProtocolError(
+                    "Transfer-Encoding without chunked as the final coding (RFC 9112 §6.3)",
+                    status=400,
+                )
             raise RemoteProtocolError("chunked request bodies are not supported", status=501)
         lengths = headers.get_all(b"content-length")
         length = 0

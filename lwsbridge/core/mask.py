@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 __all__ = ["SPEEDUPS", "apply_mask", "apply_mask_py"]
 
@@ -44,7 +45,8 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
 
 # The C speedup slot: lwsbridge/core/_speedups.c, built when a compiler is there.
 # LWSBRIDGE_NO_SPEEDUPS=1 forces the pure-Python path (tests run both).
-apply_mask = apply_mask_py
+# Typed by position only: the C function (core/_speedups.pyi) takes no keywords.
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = apply_mask_py
 SPEEDUPS = False
 if not os.environ.get("LWSBRIDGE_NO_SPEEDUPS"):
     try:

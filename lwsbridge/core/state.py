@@ -11,6 +11,22 @@ and ends in CLOSED, as does failing the connection (§7.1.7) or end of input.
 
 Two rules: a transition missing from the table is never taken silently -- a caller
 asking for it gets LocalProtocolError; and CLOSED is terminal.
+
+Who closes the transport (the ``b""`` end-of-transport marker of ``data_to_send``).
+Every entry into CLOSED emits exactly one :class:`~lwsbridge.core.events.Closed` event,
+and emits the ``b""`` marker (once, as the last chunk) in every case but one:
+
+* a server always emits it -- after a close handshake (RFC 6455 §7.1.1: "the server
+  SHOULD close the underlying TCP connection first"), a rejected or plain HTTP exchange,
+  a failure, end of input or ``abort()``;
+* a client emits it when the connection ends any way other than a clean close handshake:
+  failing the connection (§7.1.7), a bad handshake response, end of input, ``abort()``;
+* a client whose close handshake completed (``Closed.clean`` is True: it received the
+  server's close, answering it or answering ours) does *not*: per §7.1.1 it waits for
+  the server to close TCP first, so that the server, not the client, holds TIME_WAIT.
+  The wait must be bounded, and the core has no clock: the owner of the socket closes
+  it when the peer's FIN arrives (``receive_eof`` is then a no-op) or after its own
+  timeout (the Context arms ``close_timeout`` for it), whichever comes first.
 """
 
 from __future__ import annotations

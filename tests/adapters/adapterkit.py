@@ -71,7 +71,43 @@ class Driver:
             on_attach(adapter)
 
     def _detaching(self, adapter: Any) -> None:
-        self.last_events = dict(adapter.events)
+        self.last_events = dict(adapter.seen)
+
+
+def recording(cls: type) -> Any:
+    """``cls`` with a log of the sink calls it gets, checked as they come.
+
+    Adapters keep no interest table: every call carries the old mask.  The
+    subclass keeps the table the calls describe (``seen``) and fails when an
+    ADD, CHANGE or DEL disagrees with it, so the old masks the context sends are
+    tested on every loop; tests compare ``seen`` with ``ctx.fds`` at the end.
+    ``adapter_cls`` is the adapter itself, for calls that must skip the checks.
+    """
+
+    class Recording(cls):  # type: ignore[misc, valid-type]
+        adapter_cls = cls
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.seen: dict[int, int] = {}  # before attach: it replays the ADDs
+            super().__init__(*args, **kwargs)
+
+        def add_fd(self, fd: int, events: int) -> None:
+            assert fd not in self.seen, f"ADD for fd {fd}, already watched"
+            super().add_fd(fd, events)
+            self.seen[fd] = events
+
+        def del_fd(self, fd: int, events: int) -> None:
+            assert self.seen.get(fd) == events, (fd, self.seen.get(fd), events)
+            super().del_fd(fd, events)
+            del self.seen[fd]
+
+        def change_fd(self, fd: int, old: int, new: int) -> None:
+            assert self.seen.get(fd) == old, (fd, self.seen.get(fd), old)
+            super().change_fd(fd, old, new)
+            self.seen[fd] = new
+
+    Recording.__name__ = Recording.__qualname__ = f"Recording{cls.__name__}"
+    return Recording
 
 
 class ArrayDriver(Driver):
@@ -93,7 +129,7 @@ class ArrayDriver(Driver):
         return EpollLoop
 
     def _run(self, ctx, until, deadline, poll_ms, on_attach) -> bool:
-        loop = self.cls()(ctx)
+        loop = recording(self.cls())(ctx)
         try:
             self._attached(loop, on_attach)
             while not until():
@@ -115,7 +151,7 @@ class ZmqDriver(Driver):
         from lwsbridge.adapters.zmq_poller import ZmqPollerAdapter
 
         poller = zmq.Poller()
-        ad = ZmqPollerAdapter(ctx, poller)
+        ad = recording(ZmqPollerAdapter)(ctx, poller)
         try:
             self._attached(ad, on_attach)
             while not until():
@@ -137,7 +173,7 @@ class GeventDriver(Driver):
 
         from lwsbridge.adapters.gevent_loop import GeventAdapter
 
-        ad = GeventAdapter(ctx)
+        ad = recording(GeventAdapter)(ctx)
         try:
             self._attached(ad, on_attach)
             while not until():
@@ -156,13 +192,13 @@ class TrioDriver(Driver):
     def _run(self, ctx, until, deadline, poll_ms, on_attach) -> bool:
         import trio
 
-        from lwsbridge.adapters.trio_loop import run_trio
+        from lwsbridge.adapters.trio_loop import TrioAdapter
 
         result = {"ok": False}
 
         async def main() -> None:
             async with trio.open_nursery() as nursery:
-                ad = await run_trio(ctx, nursery)
+                ad = recording(TrioAdapter)(ctx, nursery)
                 try:
                     self._attached(ad, on_attach)
                     while not until():
@@ -198,7 +234,7 @@ class AsyncioDriver(Driver):
         from lwsbridge.adapters.asyncio_loop import AsyncioAdapter
 
         async def main() -> bool:
-            ad = AsyncioAdapter(ctx)
+            ad = recording(AsyncioAdapter)(ctx)
             try:
                 self._attached(ad, on_attach)
                 while not until():

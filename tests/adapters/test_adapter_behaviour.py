@@ -12,7 +12,7 @@ from adapterkit import BINARY, TEXT, RawWS
 
 from lwsbridge.adapters import UnknownFdError
 from lwsbridge.apps import demo_server, echo_protocol, echo_server
-from lwsbridge.context import Context, Protocol, Reason, WriteKind
+from lwsbridge.context import POLLIN, POLLOUT, Context, Protocol, Reason, WriteKind
 
 SIZES = (0, 125, 126, 65535, 65536, 1 << 20)
 
@@ -166,8 +166,12 @@ def test_dumb_increment_timer_rate(adapter, contexts, workers) -> None:
     workers.check()
     got = workers.results[0]
     assert [m for _t, m in got] == [str(i) for i in range(len(got))]
+    # The timer keeps firing on every loop; how often depends on the machine's load, so
+    # only what cannot depend on it is checked: it never fires early (50 ms re-armed
+    # after each TIMER is at most 20/s; slack for delivery bunching at the ends).
+    assert len(got) >= 5, got
     rate = (len(got) - 1) / (got[-1][0] - got[0][0])
-    assert 16.0 <= rate <= 24.0, (rate, len(got))
+    assert rate <= 25.0, (rate, len(got))
 
 
 def test_close_paths(adapter, contexts, workers) -> None:
@@ -292,18 +296,29 @@ def test_callback_exception_closes_only_that_connection(adapter, contexts, worke
 
 
 def test_unknown_fd_is_an_error_naming_it(adapter, contexts) -> None:
+    if adapter.name == "uvloop":
+        pytest.skip("uvloop's remove_reader/remove_writer do not say whether the fd was known")
     ctx = contexts(Context([Protocol("p", lambda *a: 0)], port=0, interface="127.0.0.1"))
     raised: list[str] = []
 
     def poke(ad: Any) -> None:
-        for call in (lambda: ad.del_fd(987654), lambda: ad.change_fd(987654, 0, 1)):
+        # No interest table: the loop library's own registrations are what a DEL or
+        # a CHANGE that stops watching is checked against (adapter_cls: the adapter
+        # without the test's recording checks).
+        cls = ad.adapter_cls
+        for call in (
+            lambda: cls.del_fd(ad, 987654, POLLIN),
+            lambda: cls.change_fd(ad, 987654, POLLIN, 0),
+            lambda: cls.del_fd(ad, 987654, POLLIN | POLLOUT),
+        ):
             with pytest.raises(UnknownFdError, match="987654") as info:
                 call()
             raised.append(str(info.value))
-        assert dict(ad.events) == dict(ctx.fds)
+        assert ad.seen == dict(ctx.fds)
 
     adapter.run(ctx, lambda: True, 5, "nothing", on_attach=poke)
-    assert len(raised) == 2 and all("fd 987654" in r for r in raised)
+    assert len(raised) == 3 and all("fd 987654" in r for r in raised)
+    assert all(r.startswith(f"{adapter.name}: ") for r in raised)
     settled(ctx, adapter)
 
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from adapterkit import ArrayDriver, have
+from adapterkit import ArrayDriver, have, recording
 
 from lwsbridge.apps.echo_server import build_context as build_echo
 from lwsbridge.context import Context
@@ -98,7 +98,7 @@ def test_zmq_req_rep_beside_websockets(contexts, workers) -> None:
 
     poller = zmq.Poller()
     poller.register(rep, zmq.POLLIN)
-    ad = ZmqPollerAdapter(ctx, poller)
+    ad = recording(ZmqPollerAdapter)(ctx, poller)
     replies = 0
     try:
         for _ in range(3):
@@ -113,7 +113,7 @@ def test_zmq_req_rep_beside_websockets(contexts, workers) -> None:
                 msg = rep.recv()
                 rep.send(msg.replace(b"ping", b"pong"))
                 replies += 1
-        assert dict(ad.events) == dict(ctx.fds)
+        assert ad.seen == dict(ctx.fds)
     finally:
         ad.close()
         rep.close(0)
@@ -170,7 +170,7 @@ def test_gevent_other_greenlets_run(contexts, workers) -> None:
 def test_trio_other_task_in_the_nursery(contexts, workers) -> None:
     import trio
 
-    from lwsbridge.adapters.trio_loop import run_trio
+    from lwsbridge.adapters.trio_loop import TrioAdapter
 
     ctx = echo_ctx(contexts)
     ticks = [0]
@@ -178,8 +178,7 @@ def test_trio_other_task_in_the_nursery(contexts, workers) -> None:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            ad = await run_trio(ctx, nursery)
-            assert ad is not None
+            ad = recording(TrioAdapter)(ctx, nursery)
 
             async def ticker() -> None:
                 while True:
@@ -199,7 +198,7 @@ def test_trio_other_task_in_the_nursery(contexts, workers) -> None:
             with trio.fail_after(10):
                 while not workers.done() or not lines or ticks[0] < 5:
                     await trio.sleep(0.01)
-            assert dict(ad.events) == dict(ctx.fds)
+            assert ad.seen == dict(ctx.fds)
             ad.close()
             b.close()
             nursery.cancel_scope.cancel()
@@ -224,7 +223,7 @@ def test_asyncio_other_coroutines(flavour, contexts, workers) -> None:
     served: list[bytes] = []
 
     async def main() -> None:
-        ad = AsyncioAdapter(ctx)
+        ad = recording(AsyncioAdapter)(ctx)
 
         async def ticker() -> None:
             while True:
@@ -254,7 +253,7 @@ def test_asyncio_other_coroutines(flavour, contexts, workers) -> None:
             async with asyncio.timeout(10):
                 while not workers.done() or ticks[0] < 5:
                     await asyncio.sleep(0.01)
-            assert dict(ad.events) == dict(ctx.fds)
+            assert ad.seen == dict(ctx.fds)
         finally:
             tick.cancel()
             server.close()
@@ -393,3 +392,35 @@ def test_run_unknown_loop(contexts) -> None:
     ctx = echo_ctx(contexts)
     with pytest.raises(ValueError, match="nope"):
         adapters.run(ctx, "nope")
+
+
+def test_adapters_depend_on_serviceable_not_the_context() -> None:
+    """Importing every adapter module leaves lwsbridge.context unimported."""
+    code = (
+        "import sys\n"
+        "from lwsbridge.adapters import select_loop, poll_loop, epoll_loop, zmq_poller,"
+        " gevent_loop, trio_loop, asyncio_loop\n"
+        "assert 'lwsbridge.context' not in sys.modules, 'an adapter imports the context'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_every_loop_has_one_entry_point_of_one_shape() -> None:
+    """The registry names each loop's module; each has serve(context, stop_event=None)."""
+    import inspect
+
+    from lwsbridge import adapters, loops
+
+    assert loops.names() == adapters.LOOPS
+    for name in loops.names():
+        serve = loops.load_serve(name)
+        params = list(inspect.signature(serve).parameters.values())
+        assert [p.name for p in params] == ["context", "stop_event"], name
+        assert params[1].default is None, name
+        assert loops.load(name).__module__ == serve.__module__, name
+    with pytest.raises(ValueError, match="unknown loop 'nope'"):
+        loops.load_serve("nope")

@@ -36,6 +36,13 @@ def notices(caplog) -> list[logging.LogRecord]:
         ),
         # Not HTTP at all.
         (b"\x16\x03\x01\x00\xa5garbage\r\n\r\n", b""),
+        # Both body lengths (RFC 9112 §6.1, request smuggling): 400, not 501, and the
+        # request hidden behind it is never read.
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"Content-Length and Transfer-Encoding",
+        ),
     ],
 )
 def test_malformed_handshake_400(make_ctx, client, caplog, head, needle) -> None:
@@ -52,6 +59,7 @@ def test_malformed_handshake_400(make_ctx, client, caplog, head, needle) -> None
     assert resp.body.strip(), "the 400 says why"
     assert needle.lower() in resp.body.lower()
     wait_eof(ctx, bad, "the bad socket to close")
+    assert bytes(bad.buf) == b"", "one response, then the close: nothing after it is read"
     # The good connection keeps working.
     good.send(text("fine"))
     assert wait_frame(ctx, good).payload == b"fine"

@@ -147,7 +147,7 @@ def test_keepalive_two_requests_raw(make_ctx, client, root) -> None:
         "/escape",
         "/escapedir/secret.txt",
         "/missing.txt",
-        "/sub",  # a directory without a trailing slash: index.html is there though
+        "/sub",  # a directory without its trailing slash: redirected to /sub/
     ],
 )
 def test_traversal_and_missing_are_404(make_ctx, client, root, uri) -> None:
@@ -159,6 +159,9 @@ def test_traversal_and_missing_are_404(make_ctx, client, root, uri) -> None:
     resp = pump(stepper(ctx), c.take_response, f"the response to {uri}")
     assert files.uris == [uri], "the HTTP callback sees the raw, undecoded URI"
     if uri == "/sub":
+        assert resp.status == 301 and resp.headers["location"] == "/sub/", resp
+        c.send_get("/sub/")
+        resp = pump(stepper(ctx), c.take_response, "the response to /sub/")
         assert (resp.status, resp.body) == (200, b"<p>sub index</p>")
         return
     assert resp.status == 404, (uri, resp)

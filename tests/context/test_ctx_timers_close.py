@@ -187,7 +187,8 @@ def test_peer_close_frame(make_ctx, client) -> None:
     handshake(ctx, c)
     c.send(close_frame(1001, "going"))
     f = wait_frame(ctx, c)
-    assert (f.opcode, f.close_code) == (CLOSE, 1001)
+    # The reply echoes the peer's code and reason (lws and websockets do the same).
+    assert (f.opcode, f.close_code, f.close_reason) == (CLOSE, 1001, "going")
     wait_eof(ctx, c)
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.WS_PEER_INITIATED_CLOSE) == 1

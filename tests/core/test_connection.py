@@ -303,8 +303,26 @@ def test_valid_close_codes_echoed(role: Role, code: int) -> None:
     conn.receive_data(peer_frame(role, 0x8, struct.pack("!H", code) + b"bye"))
     assert conn.events() == [CloseReceived(code, "bye"), Closed(code, "bye", True)]
     out = take(conn)
+    # The reply echoes the peer's code and its reason, as libwebsockets and websockets do.
     assert [f.close_code for f in out.frames] == [code]
-    assert out.frames[0].close_reason == b""
+    assert out.frames[0].close_reason == b"bye"
+
+
+@role_param
+@pytest.mark.parametrize(
+    "reason", ["", "x", "é" * 61 + "a", "€" * 41, "x" * 123], ids=["empty", "1", "2b", "3b", "max"]
+)
+def test_close_reason_echoed_whole(role: Role, reason: str) -> None:
+    """Any reason that fits the peer's close frame (up to 123 bytes) comes back unchanged."""
+    payload = struct.pack("!H", 4321) + reason.encode()
+    assert len(payload) <= 125
+    conn = open_conn(role)
+    conn.receive_data(peer_frame(role, 0x8, payload))
+    assert conn.events() == [CloseReceived(4321, reason), Closed(4321, reason, True)]
+    out = take(conn)
+    check_frames_masking(role, out)
+    (close,) = out.frames
+    assert close.payload == payload
 
 
 @role_param
@@ -617,7 +635,7 @@ def test_answering_close(role: Role) -> None:
     assert conn.events() == [CloseReceived(4000, "done"), Closed(4000, "done", True)]
     out = take(conn)
     check_frames_masking(role, out)
-    assert [f.close_code for f in out.frames] == [4000]
+    assert [(f.close_code, f.close_reason) for f in out.frames] == [(4000, b"done")]
     assert out.ends_with_eof is (role is Role.SERVER)
     assert conn.state is State.CLOSED
     conn.receive_data(peer_frame(role, 0x1, b"more"))

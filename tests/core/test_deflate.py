@@ -406,7 +406,8 @@ def test_compressed_size_is_not_the_limit() -> None:
 # ---------------------------------------------------------------- window bits 8
 
 
-@settings(max_examples=50, deadline=None)
+# A quarter of the profile's examples (tests/conftest.py): 50 in CI, more in ``long``.
+@settings(max_examples=settings.default.max_examples // 4)
 @given(st.lists(st.binary(min_size=0, max_size=600), min_size=1, max_size=8))
 def test_window_8_output_inflates_with_an_8_bit_window(msgs: list[bytes]) -> None:
     """We compress with 9 bits when 8 is negotiated: zlib's MAX_DIST keeps distances ≤ 250."""
@@ -642,7 +643,8 @@ def test_factory_rejects_bad_configuration(kwargs: dict[str, int]) -> None:
 # ---------------------------------------------------------------- property
 
 
-@settings(max_examples=40, deadline=None)
+# A fifth of the profile's examples (tests/conftest.py): 40 in CI, more in ``long``.
+@settings(max_examples=settings.default.max_examples // 5)
 @given(
     msgs=st.lists(st.tuples(st.binary(max_size=3000), st.integers(1, 4)), min_size=1, max_size=6),
     nct=st.booleans(),

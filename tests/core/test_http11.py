@@ -331,6 +331,41 @@ def test_bad_bodies_rejected(head: bytes, status: int) -> None:
     rejected(conn, status)
 
 
+# RFC 9112 §6.1/§6.3: ambiguous or unknowable body framing is a 400 and a closed
+# connection (request smuggling), not a 501 "not implemented".
+SMUGGLING = [
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\ncontent-length: 0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("mode", FEED_MODES)
+@pytest.mark.parametrize("head", SMUGGLING)
+def test_ambiguous_body_framing_is_400_and_closes(head: bytes, mode: str) -> None:
+    conn = server()
+    # What a front proxy that believed the other header would forward as a second request.
+    smuggled = b"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
+    feed(conn, head + smuggled, mode)
+    body = rejected(conn, 400)
+    assert b"RFC 9112" in body
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert conn.events() == [] and take(conn).chunks == []  # nothing after it is read
+
+
+def test_upgrade_request_with_both_lengths_is_400() -> None:
+    conn = server()
+    conn.receive_data(
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = rejected(conn, 400)
+    assert b"Content-Length and Transfer-Encoding" in body
+
+
 def test_eof_while_waiting_for_head() -> None:
     conn = server()
     conn.receive_data(b"GET / HT")

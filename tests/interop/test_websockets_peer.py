@@ -161,7 +161,20 @@ def test_clean_close_1000(module_echo_server: Any) -> None:
     sent = ws.protocol.close_sent
     assert sent is not None and sent.code == 1000 and sent.reason == "done"
     assert rcvd is not None and rcvd.code == 1000, rcvd
+    assert rcvd.reason == "done", "the reply echoes the reason"
     assert ws.protocol.close_rcvd_then_sent is False
+
+
+@pytest.mark.parametrize(("code", "reason"), [(1001, ""), (4001, "bye é€ " + "x" * 100)])
+def test_close_code_and_reason_echoed(module_echo_server: Any, code: int, reason: str) -> None:
+    async def talk(ws: ClientConnection) -> ClientConnection:
+        await ws.close(code, reason)
+        await ws.wait_closed()
+        return ws
+
+    ws = run(module_echo_server.ws_url, talk)
+    rcvd = ws.protocol.close_rcvd
+    assert rcvd is not None and (rcvd.code, rcvd.reason) == (code, reason), rcvd
 
 
 def test_subprotocol_negotiated(module_echo_server: Any) -> None:

@@ -166,3 +166,27 @@ def test_port_in_use_reported_to_starter(tmp_path: Path, daemons: list[Path]) ->
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(pid)
+
+
+def test_relative_lock_path_is_the_callers(tmp_path: Path, daemons: list[Path]) -> None:
+    """A relative --lock names a file in the starter's cwd, not in the daemon's "/"."""
+    port = free_port()
+    name = f"rel-{os.getpid()}-{port}.lock"  # unique: a stray one in "/" is surely ours
+    lock, stray = tmp_path / name, Path("/") / name
+    daemons += [lock, stray]  # the old code put it in "/": kill that daemon too
+    cmd = [sys.executable, "-m", "lwsbridge.apps.demo_server", "--daemonize"]
+    cmd += ["--lock", name, "-p", str(port), "-i", "127.0.0.1"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert not stray.exists()
+        pid = lock_pid(lock)
+        assert pid is not None and alive(pid)
+        assert get(port)[0] == 200
+    finally:
+        if stray.exists():  # ours (unique name): the daemon is killed by the fixture
+            daemons.remove(stray)
+            pid = lock_pid(stray)
+            if pid is not None:
+                kill(pid)
+            stray.unlink()

@@ -273,3 +273,69 @@ def test_soft_limit_too_low_is_a_clear_error(module: str, prog: str) -> None:
     assert "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith(f"{prog}: RLIMIT_NOFILE soft limit 10 leaves no room"), r.stderr
     assert "ulimit -n" in r.stderr
+
+
+FIRST_SERVICE_HOGGED = r"""
+import os, resource, sys, time
+soft, free_flag = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+from lwsbridge.apps.common import setup_logging
+from lwsbridge.apps.echo_server import build_context
+setup_logging(7)
+ctx = build_context(0, "127.0.0.1", 1 << 20)
+hogged = []  # every fd, before the first service(): the built-in loop cannot be made
+try:
+    while True:
+        hogged.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+print("PORT", ctx.port, "HOGGED", len(hogged), flush=True)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    if hogged and os.path.exists(free_flag):  # stat: needs no fd
+        for fd in hogged:
+            os.close(fd)
+        hogged = []
+    ctx.service(50)
+"""
+
+
+def test_first_service_without_free_fds(tmp_path: Path) -> None:
+    """No fd for the lazily made loop: service() logs once, keeps serving, recovers."""
+    log, flag = tmp_path / "server.log", tmp_path / "free"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FIRST_SERVICE_HOGGED, "64", str(flag)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        m = re.match(r"PORT (\d+) HOGGED (\d+)", proc.stdout.readline() if ready else "")
+        assert m and int(m[2]) > 0, log.read_text()
+        port = int(m[1])
+        # still serving while starved: the listener's spare-fd trick answers (a close)
+        for _ in range(2):
+            assert refused(port) == b""
+        srv = Server(proc, log, port, 0, int(m[2]))
+        assert srv.count("out of file descriptors", 2) == 2, srv.stderr()
+        assert proc.poll() is None and "Traceback" not in srv.stderr(), srv.stderr()
+        assert srv.count("no free file descriptor to start the") == 1, "logged once"
+        # fds free again: the loop is made and WebSockets are served
+        flag.touch()
+        assert srv.count("loop is running now", 1) == 1, srv.stderr()
+        s = ws_connect(port)
+        try:
+            assert echo(s, b"back") == b"back"
+        finally:
+            s.close()
+        assert srv.count("no free file descriptor to start the") == 1
+        assert proc.poll() is None and "Traceback" not in srv.stderr()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, 9)
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()

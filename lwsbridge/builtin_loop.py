@@ -1,0 +1,86 @@
+"""The built-in loop behind ``Context.service()`` (lws ``lws_service``).
+
+It is the best array loop there is (epoll, else poll, else select), found by name in
+the :mod:`lwsbridge.loops` registry and made on first use, so that a context that is
+driven by an adapter never makes one.  Making it needs an fd (epoll's, or the import
+of its module): in a process with none free (EMFILE/ENFILE) that is the host's
+condition, not a bug, so it is logged once, the round is served with a one-shot
+``select.poll()`` (or ``select()``), which needs no fd, and the next round tries again.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+from typing import Any
+
+from lwsbridge.core.pollset import POLLIN, POLLOUT
+from lwsbridge.log import NOTICE, logger
+from lwsbridge.loops import best_array_loop
+from lwsbridge.loops import load as load_loop
+from lwsbridge.vocabulary import Serviceable
+
+__all__ = ["BuiltinLoop"]
+
+
+class BuiltinLoop:
+    __slots__ = ("_context", "_loop", "_name", "_starved")
+
+    def __init__(self, context: Serviceable) -> None:
+        self._context = context
+        self._name = best_array_loop()
+        self._loop: Any = None
+        self._starved = False  # running without the loop: logged once
+
+    def run_once(self, timeout_ms: int | None) -> None:
+        loop = self._loop
+        if loop is None:
+            try:
+                loop = self._loop = load_loop(self._name)(self._context)  # attaches as sink
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                if not self._starved:
+                    self._starved = True
+                    logger.error(
+                        "service(): no free file descriptor to start the %s loop (%s); "
+                        "serving with plain poll() until one is free",
+                        self._name,
+                        exc.strerror,
+                    )
+                self._run_without_loop(timeout_ms)
+                return
+            if self._starved:
+                self._starved = False
+                logger.log(NOTICE, "service(): the %s loop is running now", self._name)
+        loop.run_once(timeout_ms)
+
+    def _run_without_loop(self, timeout_ms: int | None) -> None:
+        """One round on a one-shot ``select.poll`` (or ``select``): no fd needed."""
+        ctx = self._context
+        wait = ctx.next_timeout()
+        if wait is None or (timeout_ms is not None and 0 <= timeout_ms < wait):
+            wait = timeout_ms
+        watched = [(fd, ev) for fd, ev in ctx.fds if ev]
+        ready: list[tuple[int, int]]
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            for fd, ev in watched:
+                poller.register(fd, ev)
+            ready = poller.poll(None if wait is None or wait < 0 else wait)
+        else:  # no poll(): select(), which needs no fd either
+            rl = [fd for fd, ev in watched if ev & POLLIN]
+            wl = [fd for fd, ev in watched if ev & POLLOUT]
+            r, w, _ = select.select(rl, wl, [], None if wait is None or wait < 0 else wait / 1e3)
+            ready = [
+                (fd, (POLLIN if fd in r else 0) | (POLLOUT if fd in w else 0)) for fd in {*r, *w}
+            ]
+        for fd, revents in ready:
+            # service_fd() ignores an fd the context closed earlier in this pass.
+            ctx.service_fd(fd, revents)
+        ctx.service_pending()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None

@@ -1,0 +1,13 @@
+# Stub for the optional C module lwsbridge/core/_speedups.c (built when a compiler is
+# there; mask.py and utf8.py fall back to pure Python without it).
+from typing_extensions import Buffer
+
+def apply_mask(data: Buffer, mask: Buffer, /) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask`` repeated (ValueError unless 4 bytes)."""
+
+def utf8_check(data: Buffer, state: int, /) -> int:
+    """Validate ``data`` as UTF-8 continuing from ``state``.
+
+    Returns 0 when complete (between characters), -1 when invalid, else the
+    mid-character state to pass with the next piece.  A negative ``state`` gives -1.
+    """

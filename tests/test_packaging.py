@@ -1,0 +1,88 @@
+"""Packaging facts that need no build: one version source, the license, classifiers,
+extras, the files the wheel must carry, and a stub that matches the C module.
+
+The built artefacts themselves (sdist and wheel contents, ``twine check``, a fresh
+install with and without the speedups) are checked by ``.ci/package-check``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lwsbridge
+
+ROOT = Path(__file__).resolve().parent.parent
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+
+def _pyproject() -> dict[str, Any]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        data: dict[str, Any] = tomllib.load(f)
+    return data
+
+
+def test_one_version_source() -> None:
+    project = _pyproject()["project"]
+    assert "version" not in project, "pyproject.toml must not repeat the version"
+    assert "version" in project["dynamic"]
+    dynamic = _pyproject()["tool"]["setuptools"]["dynamic"]
+    assert dynamic["version"] == {"attr": "lwsbridge.__version__"}
+    # The installed metadata was made from that one source.
+    assert importlib.metadata.version("lwsbridge") == lwsbridge.__version__
+    # The changelog has the released version, and the version looks like one.
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+|(a|b|rc)\d+)?", lwsbridge.__version__)
+    changelog = (ROOT / "CHANGELOG.md").read_text("utf-8")
+    assert "## Unreleased" in changelog or f"## {lwsbridge.__version__}" in changelog
+
+
+def test_license_expression_and_file() -> None:
+    project = _pyproject()["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text("utf-8").startswith("MIT License")
+    # setuptools >= 77 refuses a License :: classifier beside an SPDX expression.
+    assert not [c for c in project["classifiers"] if c.startswith("License ::")]
+    requires = _pyproject()["build-system"]["requires"]
+    assert any(
+        re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in requires
+    )
+    meta = importlib.metadata.metadata("lwsbridge")
+    assert meta["License-Expression"] == "MIT"
+
+
+def test_classifiers_python_versions_and_os() -> None:
+    classifiers = set(_pyproject()["project"]["classifiers"])
+    for minor in (10, 11, 12, 13):
+        assert f"Programming Language :: Python :: 3.{minor}" in classifiers
+    assert "Operating System :: POSIX :: Linux" in classifiers
+    assert "Typing :: Typed" in classifiers
+    assert _pyproject()["project"]["requires-python"] == ">=3.10"
+
+
+def test_extras() -> None:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert [r for r in extras["uvloop"] if r.startswith("uvloop")]
+    assert {"mkdocs", "mkdocs-material"} <= {re.split(r"[<>=\[]", r)[0] for r in extras["docs"]}
+    assert "mkdocstrings[python]" in {re.split(r"[<>=]", r)[0] for r in extras["docs"]}
+
+
+def test_package_data_files_exist() -> None:
+    data = _pyproject()["tool"]["setuptools"]["package-data"]["lwsbridge"]
+    pkg = ROOT / "lwsbridge"
+    for pattern in ("py.typed", "core/_speedups.pyi", "apps/www/*"):
+        assert pattern in data
+        assert list(pkg.glob(pattern)), f"package-data {pattern!r} matches no file"
+
+
+def test_stub_matches_the_c_module() -> None:
+    c_source = (ROOT / "lwsbridge" / "core" / "_speedups.c").read_text("utf-8")
+    c_functions = set(re.findall(r'^\s*\{"(\w+)",', c_source, re.M))
+    stub = (ROOT / "lwsbridge" / "core" / "_speedups.pyi").read_text("utf-8")
+    stub_functions = set(re.findall(r"^def (\w+)\(", stub, re.M))
+    assert c_functions, "no PyMethodDef entries found in _speedups.c"
+    assert stub_functions == c_functions
