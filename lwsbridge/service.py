@@ -484,9 +484,23 @@ class Service:
     def flush(self, conn: Connection) -> None:
         sock = conn.sock
         assert sock is not None  # output exists only once connected
-        end = conn.output.flush(sock)
+        out = conn.output
+        had = bool(out)
+        end = out.flush(sock)
         if end is not None:
             self.kill(conn, end or None)
+        elif (
+            had
+            and not out
+            and conn.want_writable
+            and self.writing is not conn
+            and self._ctx.writeable_same_pass
+            and (conn.established or conn.client_info is None)  # a client's waits for
+        ):  # CLIENT_ESTABLISHED, which queues it then
+            # The kernel took the rest, so update_interest drops POLLOUT and counts on
+            # the ready queue for the WRITEABLE that is still wanted: queue it here,
+            # whichever path flushed (a read's queue_output, the end of a WRITEABLE).
+            self.ready.append(conn)
 
     def _writeable(self, conn: Connection) -> None:
         """Deliver WRITEABLE while it is wanted and the socket takes the data."""

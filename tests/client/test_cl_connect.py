@@ -350,3 +350,22 @@ def test_errors_are_independent(make_ctx: Any, test_server: Any) -> None:
     pump(step, lambda: len(rec.received(good)) >= 3 and rec.ended(bad), "numbers and a refusal")
     assert_only_connection_error(rec, bad)
     assert rec.count(good, Reason.CLIENT_CONNECTION_ERROR) == 0
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost"])
+def test_writeable_asked_before_established_comes_once_after(
+    make_ctx: Any, test_server: Any, address: str
+) -> None:
+    """A callback_on_writable made right after client_connect is kept: one CLIENT_WRITEABLE
+    follows CLIENT_ESTABLISHED, whichever path flushed the upgrade request."""
+    rec = Recorder()
+    ctx = make_ctx([Protocol("dumb-increment-protocol", rec.callback)])
+    conn = ctx.client_connect(
+        ClientConnectInfo(address, test_server.port, protocol="dumb-increment-protocol")
+    )
+    conn.callback_on_writable()
+    step = stepper(ctx, test_server, ms=2)
+    pump(step, lambda: rec.has(conn, Reason.CLIENT_WRITEABLE), "CLIENT_WRITEABLE")
+    reasons = rec.reasons(conn)
+    assert reasons.index(Reason.CLIENT_ESTABLISHED) < reasons.index(Reason.CLIENT_WRITEABLE)
+    assert reasons.count(Reason.CLIENT_WRITEABLE) == 1
