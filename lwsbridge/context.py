@@ -112,6 +112,8 @@ class Context:
     ``writeable_same_pass``: a WRITEABLE asked for while the socket is known to be
     writable is delivered in the same service pass, saving a poll round and two
     SET/CLEAR_MODE changes (benchmarks/README.md has the measurement).
+    ``reuse_port``: bind with SO_REUSEPORT so that several processes share the port
+    (:mod:`lwsbridge.workers`; Linux only, ValueError elsewhere).
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class Context:
         ka_interval: int = 0,
         tls: ServerTLS | None = None,
         client_tls: ClientTLS | None = None,
+        reuse_port: bool = False,
     ) -> None:
         if not protocols:
             raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
@@ -168,6 +171,7 @@ class Context:
         self.resource_root = files.root
         self.max_connections = connection_limit(max_connections)
         self._destroyed = False
+        self._draining = False
         self._svc = Service(
             self,
             self._handle,
@@ -184,6 +188,7 @@ class Context:
                 listen_backlog,
                 limit=self.max_connections,
                 keepalive=self._svc.connector.keepalive,
+                reuse_port=reuse_port,
             )
         self.port: int | None = listener.port if listener is not None else None
         for p in self.protocols:
@@ -389,6 +394,47 @@ class Context:
         conn.close_reason(code, reason)
         self._svc.close_gracefully(conn)
 
+    def drain(self, code: int = 1001, reason: str = "going away") -> None:
+        """Stop accepting and close every server connection gracefully (a worker's stop).
+
+        The listening socket is closed at once, so in a SO_REUSEPORT group the kernel
+        gives new connections to the other processes.  Every open WebSocket gets a
+        close frame ``code``/``reason`` after what is already queued for it and ends
+        when the peer answers (or after ``close_timeout``).  An HTTP connection still
+        writing a response finishes it; an idle keep-alive one is closed now; one
+        that has not sent its request yet gets its answer, and an upgrade asked for
+        from now on gets a 503.  Client connections are left alone.  Keep
+        servicing until :attr:`drained`, then :meth:`destroy`.
+        """
+        self._check_thread()
+        if self._destroyed:
+            return
+        self._draining = True
+        listener = self._svc.listener
+        if listener is not None:
+            self._svc.poll.discard(listener.fd)
+            listener.close()
+            self._svc.listener = None
+        for conn in list(self._svc.conns.values()):
+            if conn.client_info is not None or not conn.alive:
+                continue
+            if conn.phase is _WS:
+                self.close(conn, code, reason)
+            elif conn.phase is _HTTP and conn.responded and not conn.output and not conn.file:
+                # idle between keep-alive requests; a connection still waiting for its
+                # first request is kept: it gets its answer (a 503 for an upgrade)
+                self._svc.kill(conn, "draining")
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`drain` was called."""
+        return self._draining
+
+    @property
+    def drained(self) -> bool:
+        """After :meth:`drain`: no server connection is left (client ones may be)."""
+        return self._draining and all(c.client_info is not None for c in self._svc.conns.values())
+
     def destroy(self) -> None:
         """lws_context_destroy: close every connection and the listener."""
         self._check_thread()
@@ -549,6 +595,10 @@ class Context:
             self._svc.kill(conn, ev.reason)
 
     def _upgrade(self, conn: Connection, ev: UpgradeRequest) -> None:
+        if self._draining:
+            conn.core.reject(503, "server going away")
+            self._svc.queue_output(conn)
+            return
         chosen: Protocol | None = None
         subprotocol: str | None = None
         for name in ev.subprotocols:

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         add_common_args,
         catch_stop_signals,
         context_options,
-        run,
+        run_app,
         setup_logging,
     )
 
@@ -303,13 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     catch_stop_signals()
     if args.daemonize:
+        if args.workers > 1:
+            parser.exit(1, f"{parser.prog}: --daemonize runs one process; drop --workers\n")
         return _main_daemon(args)
     setup_logging(args.debug)
-    try:
-        ctx = build_context(args.port, args.interface, args.resource_path, **context_options(args))
-    except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
-        parser.exit(1, f"{parser.prog}: {exc}\n")
-    return run(ctx, "lwsbridge-test-server", args.loop)
+
+    def make(**extra: Any) -> Context:
+        return build_context(
+            args.port, args.interface, args.resource_path, **context_options(args), **extra
+        )
+
+    return run_app(parser, args, make, "lwsbridge-test-server")
 
 
 def _main_daemon(args: argparse.Namespace) -> int:
