@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
+from lwsbridge.adoption import FdHandler
 from lwsbridge.builtin_loop import BuiltinLoop
 from lwsbridge.connection import Connection
 from lwsbridge.core.connection import WSConnection
@@ -53,7 +54,7 @@ from lwsbridge.http_serving import HttpServing
 from lwsbridge.lifecycle import Phase, TimerKind
 from lwsbridge.listener import Listener, connection_limit
 from lwsbridge.log import NOTICE, logger
-from lwsbridge.service import FdHandler, Service
+from lwsbridge.service import Service
 from lwsbridge.timers import TimerHandle
 from lwsbridge.tls import ClientTLS, ServerTLS
 from lwsbridge.vocabulary import (
@@ -294,30 +295,18 @@ class Context:
         self._check_thread()
         if self._destroyed:
             raise LocalProtocolError("the context is destroyed")
-        if fd in self._svc.poll:
-            raise LocalProtocolError(f"fd {fd} is already in this context's poll set")
-        self._svc.adopted[fd] = on_ready
-        try:
-            self._svc.poll.add(fd, events)
-        except Exception:
-            # The host's loop refused it (select() and fd >= 1024): not adopted.
-            del self._svc.adopted[fd]
-            self._svc.poll.forget(fd)
-            raise
+        self._svc.adopted.adopt(fd, events, on_ready)
 
     def set_fd_events(self, fd: int, events: int) -> None:
         """Watch ``events`` (POLLIN | POLLOUT) on an adopted fd: SET/CLEAR_MODE_POLL_FD."""
         self._check_thread()
-        if fd not in self._svc.adopted:
-            raise LocalProtocolError(f"fd {fd} was not adopted with adopt_fd()")
-        self._svc.poll.want(fd, events)
+        self._svc.adopted.change(fd, events)
 
     def release_fd(self, fd: int) -> None:
         """Stop watching an adopted fd (DEL_POLL_FD), before its owner closes it; no-op
         when it is not adopted."""
         self._check_thread()
-        if self._svc.adopted.pop(fd, None) is not None:
-            self._svc.poll.discard(fd)
+        self._svc.adopted.release(fd)
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
         """Run ``callback()`` once in the service thread after ``seconds`` (lws ``lws_sul``).
@@ -410,20 +399,7 @@ class Context:
         if self._destroyed:
             return
         self._draining = True
-        listener = self._svc.listener
-        if listener is not None:
-            self._svc.poll.discard(listener.fd)
-            listener.close()
-            self._svc.listener = None
-        for conn in list(self._svc.conns.values()):
-            if conn.client_info is not None or not conn.alive:
-                continue
-            if conn.phase is _WS:
-                self.close(conn, code, reason)
-            elif conn.phase is _HTTP and conn.responded and not conn.output and not conn.file:
-                # idle between keep-alive requests; a connection still waiting for its
-                # first request is kept: it gets its answer (a 503 for an upgrade)
-                self._svc.kill(conn, "draining")
+        self._svc.drain(code, reason)
 
     @property
     def draining(self) -> bool:
@@ -447,8 +423,7 @@ class Context:
         if self._svc.listener is not None:
             self._svc.poll.discard(self._svc.listener.fd)
             self._svc.listener.close()
-        for fd in list(self._svc.adopted):
-            self.release_fd(fd)
+        self._svc.adopted.release_all()
         self._svc.poll.discard(self._svc.wakeup.fd)
         self._svc.wakeup.close()
         for p in self.protocols:
