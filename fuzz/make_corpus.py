@@ -361,6 +361,10 @@ def main() -> int:
         + deflate_streams(True)
         + captured_frames("chromium-deflate-ws.bin"),
         "frames_client_deflate": ws_streams(False) + deflate_streams(False),
+        "frame_reader_server": [b"\x00" + x for x in ws_streams(True)]
+        + [bytes([sel]) + x for sel in (1, 3) for x in deflate_streams(True)],
+        "frame_reader_client": [b"\x00" + x for x in ws_streams(False)]
+        + [bytes([sel]) + x for sel in (1, 3) for x in deflate_streams(False)],
         "inflate": inflate_inputs(),
         "tls": tls_inputs(),
     }
