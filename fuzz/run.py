@@ -21,13 +21,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-STARTUP = 3  # seconds a worker takes before fuzzing (measured on a busy 2-core machine)
+STARTUP = 5  # seconds a worker takes before fuzzing (measured on a busy 2-core machine)
 
 # libFuzzer's closing statistics (-print_final_stats=1), and its progress lines as a
 # fallback when a crash cut the run short.
@@ -133,18 +134,26 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown targets: {', '.join(unknown)}")
     weights = {n: targets.TARGETS[n].weight for n in names}
-    total_weight = sum(weights.values())
     jobs = max(1, min(ns.jobs, len(names)))
     total_execs = crashes = 0
     t_start = time.monotonic()
 
+    lock = threading.Lock()
+    unstarted = dict(weights)
+
     def one(n: str) -> tuple[int, bool, float]:
         secs = None
         if ns.seconds is not None:
-            # ``jobs`` targets run at once.  libFuzzer counts whole seconds; each process
-            # also needs a few seconds to start (instrumenting lwsbridge) and to run its
-            # seed corpus, which the split leaves room for.
-            share = ns.seconds * jobs * weights[n] / total_weight
+            # The time left, shared by weight among this target and those not started
+            # (up to ``jobs`` run at once), so the whole run takes about --seconds however
+            # long the workers take to start.  libFuzzer counts whole seconds; a worker
+            # needs a few seconds before fuzzing (instrumenting lwsbridge, running its
+            # seed corpus), which is taken off its share.
+            with lock:
+                left = ns.seconds - (time.monotonic() - t_start)
+                slots = min(jobs, len(unstarted))
+                share = left * slots * weights[n] / sum(unstarted.values())
+                del unstarted[n]
             secs = max(1, int(share - STARTUP))
         return run_target(n, secs, ns.runs, ns.seed, ns.verbose, ns.out)
 
