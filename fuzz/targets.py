@@ -150,7 +150,7 @@ class Trace:
         self.message_binary: bool | None = None
         self.body = bytearray()  # the request body being received
         self.failed = False  # a failure event was seen (rejected, failed, handshake failed)
-        self.fail_reason = ""  # ConnectionFailed's reason (compared only for known findings)
+        self.fail_reason = ""  # ConnectionFailed's reason (for failure messages)
         self.out = bytearray()
         self.eof = False  # the b"" end-of-transport marker was produced
 
@@ -202,36 +202,24 @@ class Trace:
                 self.eof = True
 
 
-# Findings reported but not fixed yet (the fix belongs to lwsbridge, not to the fuzz
-# targets): tolerated so that fuzzing goes on finding other things; each has its input
-# in fuzz/crashes/known/<target>/, which tests/test_fuzz_targets.py runs with
-# TOLERATE_KNOWN off and expects to fail until the fix lands.  FUZZ_STRICT=1 turns the
-# tolerance off in fuzz runs.
-TOLERATE_KNOWN = os.environ.get("FUZZ_STRICT", "") != "1"
+# Findings, once fixed, keep their input in fuzz/crashes/<target>/: the seed test
+# (tests/test_fuzz_targets.py) and every fuzz run replay them.
 
 
-BFINAL_REASON = "data after the final deflate block"
+def _same_failure(x: tuple[object, ...], y: tuple[object, ...]) -> bool:
+    """The failing events agree, or differ only as two right answers may.
 
-
-def _known_bfinal(whole: Trace, split: Trace) -> bool:
-    """Known: data after a final (BFINAL) deflate block in the same message.
-
-    Arriving in the same read as the block it closes the connection with 1002 ("data
-    after the final deflate block").  Arriving in a later read, the inflater has
-    already dropped the finished stream and inflates the data as a new one: 1007, or
-    the message is accepted (when the data and the appended tail happen to form a
-    valid block, a lone 0x01 or 0x61 byte, say) and the stream goes on.  So the same
-    bytes pass or fail depending on TCP's segmentation.  Tolerated when the whole run
-    failed for exactly that reason and the other run agreed up to there.
+    A message that is both over the size limit (1009) and not valid UTF-8 (1007) may be
+    refused for either: which is found first depends on where its pieces end (RFC 6455
+    §7.4.1 gives both as the close code for their case).
     """
-    a = _until_failure(whole.items)
-    return whole.fail_reason == BFINAL_REASON and split.items[: len(a) - 1] == a[:-1]
+    if x == y:
+        return True
+    return x[0] == y[0] == "ConnectionFailed" and {x[1], y[1]} <= {1007, 1009}
 
 
 def compare(whole: Trace, split: Trace, what: str) -> None:
     """The property "same events whole or byte by byte" (see the module notes)."""
-    if TOLERATE_KNOWN and _known_bfinal(whole, split):
-        return
     if not (whole.failed or split.failed):
         check(
             whole.items == split.items,
@@ -247,7 +235,10 @@ def compare(whole: Trace, split: Trace, what: str) -> None:
         lambda: f"{what}: fails only one way\n{whole.items}\n{split.items}",
     )
     a, b = _until_failure(whole.items), _until_failure(split.items)
-    check(a == b, lambda: f"{what}: events before the failure differ\n{a}\n{b}")
+    check(
+        len(a) == len(b) and a[:-1] == b[:-1] and _same_failure(a[-1], b[-1]),
+        lambda: f"{what}: events up to the failure differ\n{a}\n{b}",
+    )
     m, n = bytes(whole.message), bytes(split.message)
     check(m.startswith(n) or n.startswith(m), lambda: f"{what}: cut-off messages differ")
     check(whole.eof and split.eof, lambda: f"{what}: failed without ending the transport")

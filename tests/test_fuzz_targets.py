@@ -56,23 +56,6 @@ def test_seed_corpus_and_fixed_crashes(name: str) -> None:
     target.fn(b"")
 
 
-@pytest.mark.parametrize(
-    "path", sorted((FUZZ / "crashes" / "known").glob("*/*")), ids=lambda p: f"{p.parent.name}"
-)
-def test_known_findings_still_fail(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A finding reported and not fixed yet must still fail without its tolerance.
-
-    When this test fails, the fix has landed: move the input to
-    fuzz/crashes/<target>/ and drop its tolerance from fuzz/targets.py.
-    """
-    monkeypatch.setattr(targets, "TOLERATE_KNOWN", False)
-    with pytest.raises(targets.FuzzFailure):
-        targets.TARGETS[path.parent.name].fn(path.read_bytes())
-    # ... and with the tolerance the fuzzers go on past it.
-    monkeypatch.setattr(targets, "TOLERATE_KNOWN", True)
-    targets.TARGETS[path.parent.name].fn(path.read_bytes())
-
-
 def test_runner_summary_line() -> None:
     """fuzz/run.py runs a target under atheris and ends with the summary CI reads."""
     pytest.importorskip("atheris")

@@ -114,6 +114,9 @@ class PerMessageDeflate(Extension):
         self._in = b""  # compressed input zlib has not consumed yet
         self._full = False  # the last call hit its output cap: zlib may hold more
         self._tail_added = False  # the message's input is complete (tail appended)
+        # The peer's deflate stream ended (BFINAL) before its message did: whatever of
+        # the message comes in later reads is data after the final block too.
+        self._stream_ended = False
 
     @property
     def has_compressor(self) -> bool:
@@ -139,6 +142,15 @@ class PerMessageDeflate(Extension):
     def decode(self, data: bytes, rsv: int, message_final: bool, max_size: int | None) -> bytes:
         if not rsv & _RSV1:
             return data
+        if self._stream_ended:
+            # The same rule whatever TCP's segmentation: bytes after the final block
+            # fail the connection whether they came in the block's read or a later one.
+            if data:
+                self._reset_input()
+                raise RemoteProtocolError("data after the final deflate block", code=1002)
+            if message_final:
+                self._reset_input()
+            return b""
         d = self._decompressor
         if d is None:
             d = self._decompressor = zlib.decompressobj(-self._dwbits)
@@ -168,6 +180,7 @@ class PerMessageDeflate(Extension):
                 raise RemoteProtocolError("data after the final deflate block", code=1002)
             self._decompressor = None
             self._in = b""
+            self._stream_ended = not message_final
         if message_final and not self.pending():
             # message complete
             self._tail_added = False
@@ -179,6 +192,7 @@ class PerMessageDeflate(Extension):
         self._in = b""
         self._full = False
         self._tail_added = False
+        self._stream_ended = False
         self._decompressor = None
 
     # ------------------------------------------------------------------ sending
