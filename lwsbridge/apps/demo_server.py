@@ -153,7 +153,12 @@ class Mirror:
             self.probe: TimerHandle | None = None
             self.retired = False
 
-    def __init__(self, ring: int = RING, stall_timeout: float = STALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        ring: int = RING,
+        stall_timeout: float = STALL_TIMEOUT,
+        max_behind: int | None = None,
+    ) -> None:
         if ring < 4:  # room below the pause for the resume point, and headroom above
             raise ValueError(f"mirror ring of {ring} messages: at least 4 are needed")
         self.stall_timeout = stall_timeout
@@ -163,8 +168,12 @@ class Mirror:
         self.high_water = ring - max(1, ring // 16)
         self.low_water = ring // 2
         # Messages from the backplane cannot be refused (other processes' senders are
-        # paused by their own rings, not by ours): a member this far behind is dropped.
-        self.max_behind = 2 * ring
+        # paused by their own rings, not by ours), so a member that holds the ring
+        # beyond high_water is timed like one that paused senders wait for, and one
+        # this far behind (default 8 rings) is dropped at once: the ring's memory bound.
+        self.max_behind = 8 * ring if max_behind is None else max_behind
+        if self.max_behind < ring:
+            raise ValueError(f"mirror max_behind of {max_behind}: at least the ring ({ring})")
         self.default = Mirror.Ring("")
         self.rings: dict[str, Mirror.Ring] = {"": self.default}
         self.backplane: Backplane | None = None
@@ -276,7 +285,7 @@ class Mirror:
         ring.head += 1
         members = [c for c in ring.members if not c.user.dropped]
         oldest = min((c.user.tail for c in members), default=ring.head)
-        if ring.head - oldest > self.max_behind:
+        if self.backplane is not None and ring.head - oldest > self.max_behind:
             members = self._drop_laggards(ctx, ring, members)
             oldest = min((c.user.tail for c in members), default=ring.head)
         while ring.base < oldest:  # every member has sent these: free them
@@ -336,9 +345,12 @@ class Mirror:
     def _check_stall(self, conn: Connection, user: Any) -> int:
         watched, user.watched_tail = user.watched_tail, None
         ring = user.ring
-        if watched is None or user.dropped or ring is None or not ring.paused:
+        if watched is None or user.dropped or ring is None:
             return 0
-        if user.tail >= ring.resume_at:
+        waited = ring.paused and user.tail < ring.resume_at
+        # With a backplane, a member that holds the ring nearly full holds up every
+        # other process's senders too (they cannot be paused from here).
+        if not waited and (self.backplane is None or ring.head - user.tail < self.high_water):
             return 0  # nobody waits for it (any more)
         if user.tail > watched:
             self._watch(conn)  # it moves: time it again from here
@@ -440,12 +452,17 @@ class Mirror:
                 self._synced(ring)
             return
         members = self._arrive(self.context, ring, msg, kind == b"B")
+        if ring.head - ring.base >= self.high_water:
+            # Nearly full, and the backplane must not be blocked: time the members
+            # that hold it (a member already timed keeps its running timer).
+            for c in members:
+                if ring.head - c.user.tail >= self.high_water and c.user.watched_tail is None:
+                    self._watch(c)
         if mine and ring.outstanding > len(ring.pending):
             ring.outstanding -= 1
             ring.returned += 1
             if ring.paused:
                 self._maybe_resume(ring)
-        del members
 
     def _synced(self, ring: Mirror.Ring) -> None:
         """Our probe came back: the broker has the subscription; send what waited."""
