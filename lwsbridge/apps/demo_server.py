@@ -179,6 +179,7 @@ class Mirror:
         self.backplane: Backplane | None = None
         self.context: Context | None = None
         self.origin = os.urandom(8).hex().encode()  # tells our messages from the others'
+        self.lost = 0  # messages the backplane refused to publish
         self.protocol = Protocol("lws-mirror-protocol", self.callback, Mirror.Session, deflate=True)
 
     # The default instance's state, as before there were instances.
@@ -410,7 +411,7 @@ class Mirror:
         if not ring.synced:
             ring.pending.append(frame)
         elif not self.backplane.publish(ring.channel, frame):
-            lwsl_warn("mirror: backplane %s dropped a message", self.backplane.url)
+            self.lost += 1  # the backplane logs the drops, once per outage
             return
         ring.outstanding += 1
         tails = [c.user.tail for c in ring.members if not c.user.dropped]
@@ -474,7 +475,7 @@ class Mirror:
         pending, ring.pending = ring.pending, []
         for frame in pending:
             if not self.backplane.publish(ring.channel, frame):
-                lwsl_warn("mirror: backplane %s dropped a message", self.backplane.url)
+                self.lost += 1  # the backplane logs the drops, once per outage
                 ring.outstanding -= 1
         if ring.paused:
             self._maybe_resume(ring)
