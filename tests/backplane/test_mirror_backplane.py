@@ -99,8 +99,10 @@ def until_flowing(senders: list[Member], group: list[Member], timeout: float = 1
 
 @contextlib.contextmanager
 def two_servers(tmp_path: Path, url: str) -> Iterator[tuple[Server, Server]]:
+    # A on the asyncio adapter, B on the built-in loop: the backplane's sockets are in
+    # the poll set whichever loop serves it.
     with (
-        run_server("lwsbridge-test-server", tmp_path, "--backplane", url) as a,
+        run_server("lwsbridge-test-server", tmp_path, "--backplane", url, "--loop", "asyncio") as a,
         run_server("lwsbridge-test-server", tmp_path, "--backplane", url) as b,
     ):
         yield a, b
