@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
+from lwsbridge.adoption import FdHandler
 from lwsbridge.builtin_loop import BuiltinLoop
 from lwsbridge.connection import Connection
 from lwsbridge.core.connection import WSConnection
@@ -53,7 +54,7 @@ from lwsbridge.http_serving import HttpServing
 from lwsbridge.lifecycle import Phase, TimerKind
 from lwsbridge.listener import Listener, connection_limit
 from lwsbridge.log import NOTICE, logger
-from lwsbridge.service import FdHandler, Service
+from lwsbridge.service import Service
 from lwsbridge.timers import TimerHandle
 from lwsbridge.tls import ClientTLS, ServerTLS
 from lwsbridge.vocabulary import (
@@ -112,6 +113,8 @@ class Context:
     ``writeable_same_pass``: a WRITEABLE asked for while the socket is known to be
     writable is delivered in the same service pass, saving a poll round and two
     SET/CLEAR_MODE changes (benchmarks/README.md has the measurement).
+    ``reuse_port``: bind with SO_REUSEPORT so that several processes share the port
+    (:mod:`lwsbridge.workers`; Linux only, ValueError elsewhere).
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class Context:
         ka_interval: int = 0,
         tls: ServerTLS | None = None,
         client_tls: ClientTLS | None = None,
+        reuse_port: bool = False,
     ) -> None:
         if not protocols:
             raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
@@ -168,6 +172,7 @@ class Context:
         self.resource_root = files.root
         self.max_connections = connection_limit(max_connections)
         self._destroyed = False
+        self._draining = False
         self._svc = Service(
             self,
             self._handle,
@@ -184,6 +189,7 @@ class Context:
                 listen_backlog,
                 limit=self.max_connections,
                 keepalive=self._svc.connector.keepalive,
+                reuse_port=reuse_port,
             )
         self.port: int | None = listener.port if listener is not None else None
         for p in self.protocols:
@@ -289,30 +295,18 @@ class Context:
         self._check_thread()
         if self._destroyed:
             raise LocalProtocolError("the context is destroyed")
-        if fd in self._svc.poll:
-            raise LocalProtocolError(f"fd {fd} is already in this context's poll set")
-        self._svc.adopted[fd] = on_ready
-        try:
-            self._svc.poll.add(fd, events)
-        except Exception:
-            # The host's loop refused it (select() and fd >= 1024): not adopted.
-            del self._svc.adopted[fd]
-            self._svc.poll.forget(fd)
-            raise
+        self._svc.adopted.adopt(fd, events, on_ready)
 
     def set_fd_events(self, fd: int, events: int) -> None:
         """Watch ``events`` (POLLIN | POLLOUT) on an adopted fd: SET/CLEAR_MODE_POLL_FD."""
         self._check_thread()
-        if fd not in self._svc.adopted:
-            raise LocalProtocolError(f"fd {fd} was not adopted with adopt_fd()")
-        self._svc.poll.want(fd, events)
+        self._svc.adopted.change(fd, events)
 
     def release_fd(self, fd: int) -> None:
         """Stop watching an adopted fd (DEL_POLL_FD), before its owner closes it; no-op
         when it is not adopted."""
         self._check_thread()
-        if self._svc.adopted.pop(fd, None) is not None:
-            self._svc.poll.discard(fd)
+        self._svc.adopted.release(fd)
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
         """Run ``callback()`` once in the service thread after ``seconds`` (lws ``lws_sul``).
@@ -389,6 +383,34 @@ class Context:
         conn.close_reason(code, reason)
         self._svc.close_gracefully(conn)
 
+    def drain(self, code: int = 1001, reason: str = "going away") -> None:
+        """Stop accepting and close every server connection gracefully (a worker's stop).
+
+        The listening socket is closed at once, so in a SO_REUSEPORT group the kernel
+        gives new connections to the other processes.  Every open WebSocket gets a
+        close frame ``code``/``reason`` after what is already queued for it and ends
+        when the peer answers (or after ``close_timeout``).  An HTTP connection still
+        writing a response finishes it; an idle keep-alive one is closed now; one
+        that has not sent its request yet gets its answer, and an upgrade asked for
+        from now on gets a 503.  Client connections are left alone.  Keep
+        servicing until :attr:`drained`, then :meth:`destroy`.
+        """
+        self._check_thread()
+        if self._destroyed:
+            return
+        self._draining = True
+        self._svc.drain(code, reason)
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`drain` was called."""
+        return self._draining
+
+    @property
+    def drained(self) -> bool:
+        """After :meth:`drain`: no server connection is left (client ones may be)."""
+        return self._draining and all(c.client_info is not None for c in self._svc.conns.values())
+
     def destroy(self) -> None:
         """lws_context_destroy: close every connection and the listener."""
         self._check_thread()
@@ -401,8 +423,7 @@ class Context:
         if self._svc.listener is not None:
             self._svc.poll.discard(self._svc.listener.fd)
             self._svc.listener.close()
-        for fd in list(self._svc.adopted):
-            self.release_fd(fd)
+        self._svc.adopted.release_all()
         self._svc.poll.discard(self._svc.wakeup.fd)
         self._svc.wakeup.close()
         for p in self.protocols:
@@ -549,6 +570,10 @@ class Context:
             self._svc.kill(conn, ev.reason)
 
     def _upgrade(self, conn: Connection, ev: UpgradeRequest) -> None:
+        if self._draining:
+            conn.core.reject(503, "server going away")
+            self._svc.queue_output(conn)
+            return
         chosen: Protocol | None = None
         subprotocol: str | None = None
         for name in ev.subprotocols:

@@ -14,13 +14,14 @@ import errno
 import os
 import resource
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from lwsbridge.keepalive import TCPKeepalive
 from lwsbridge.log import NOTICE, logger
 
-__all__ = ["ACCEPT_BATCH", "Listener", "connection_limit"]
+__all__ = ["ACCEPT_BATCH", "Listener", "connection_limit", "reuse_port_supported"]
 
 ACCEPT_BATCH = 64
 
@@ -29,6 +30,22 @@ _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
     b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )
+
+
+def reuse_port_supported() -> bool:
+    """Whether SO_REUSEPORT balances connections over the sockets sharing a port.
+
+    Only Linux (3.9+) balances; the BSDs and macOS have the option but hand every
+    connection to the last socket bound, so workers would not share the load there.
+    """
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def _check_reuse_port() -> None:
+    if not reuse_port_supported():
+        raise ValueError(
+            f"SO_REUSEPORT load balancing needs Linux (this is {sys.platform}): run one worker"
+        )
 
 
 def _count_open_fds() -> int:
@@ -77,12 +94,19 @@ class Listener:
         *,
         limit: int,
         keepalive: TCPKeepalive,
+        reuse_port: bool = False,
     ) -> None:
         host = interface or ""
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        if reuse_port:
+            _check_reuse_port()
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                # Several processes bind the same port; the kernel spreads new
+                # connections over their sockets (lwsbridge.workers).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(backlog)
             sock.setblocking(False)

@@ -34,6 +34,8 @@ How it fits together:
   "lwsbridge" logger's level itself (``logger.setLevel``, ``caplog.set_level``), logging
   takes over for the library's records until the next ``set_log_level``; the ``lwsl_*``
   functions always follow the bits.
+* :func:`set_log_tag` prefixes every line (emitters and :class:`LwsFormatter`) with a
+  tag such as ``[w1]``: the worker index under :mod:`lwsbridge.workers`.
 * Disabled levels cost one integer test: the ``lwsl_*`` functions check the enabled bits
   (a module-level int) before anything is formatted or a record is built.
 """
@@ -64,6 +66,7 @@ __all__ = [
     "format_line",
     "get_emitter",
     "get_log_level",
+    "get_log_tag",
     "logger",
     "lwsl_client",
     "lwsl_debug",
@@ -76,6 +79,7 @@ __all__ = [
     "lwsl_parser",
     "lwsl_warn",
     "set_log_level",
+    "set_log_tag",
     "use_logging_only",
 ]
 
@@ -188,8 +192,26 @@ class LwsFormatter(logging.Formatter):
         return format_line(_bit_for(record.levelno), _message(self, record), record.created)
 
 
+_tag = ""  # "[w1] " in worker 1 of lwsbridge.workers; "" otherwise
+
+
+def set_log_tag(tag: str | None) -> None:
+    """Put ``[tag]`` before every lws-style line of this process (None/"": nothing).
+
+    :mod:`lwsbridge.workers` tags each worker's lines with its index (``[w1]``) so
+    that the lines of processes sharing one stderr or syslog can be told apart.
+    """
+    global _tag
+    _tag = f"[{tag}] " if tag else ""
+
+
+def get_log_tag() -> str:
+    """The tag set by :func:`set_log_tag` (without brackets; "" for none)."""
+    return _tag[1:-2] if _tag else ""
+
+
 def _message(fmt: logging.Formatter, record: logging.LogRecord) -> str:
-    text = record.getMessage()
+    text = _tag + record.getMessage()
     if record.exc_info and not record.exc_text:
         record.exc_text = fmt.formatException(record.exc_info)
     if record.exc_text:

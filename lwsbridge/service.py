@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from lwsbridge.adoption import AdoptedFds, FdHandler
 from lwsbridge.connection import Connection
 from lwsbridge.connector import Addresses, Connector
 from lwsbridge.core.connection import WSConnection
@@ -40,12 +41,10 @@ from lwsbridge.wakeup import USER, Wakeup
 if TYPE_CHECKING:
     from lwsbridge.context import Context
 
-__all__ = ["FdHandler", "Handler", "Service"]
+__all__ = ["FdHandler", "Handler", "Service"]  # FdHandler: from lwsbridge.adoption
 
 #: ``handler(conn, event)``: the context's meaning of one core event
 Handler = Callable[[Connection, Any], None]
-#: ``on_ready(fd, revents)``: the owner of an adopted fd (:meth:`Context.adopt_fd`)
-FdHandler = Callable[[int, int], None]
 
 _HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
 _MAX_WRITEABLE_PER_PASS = 64
@@ -81,8 +80,8 @@ class Service:
         keepalive = TCPKeepalive(ctx.ka_time, ctx.ka_probes, ctx.ka_interval)
         self.connector = Connector(self.wakeup, keepalive, client_tls)
         self.listener: Listener | None = None
-        #: fd -> handler, for fds adopted from their owners (a backplane's socket)
-        self.adopted: dict[int, FdHandler] = {}
+        #: fds adopted from their owners (a backplane's socket)
+        self.adopted = AdoptedFds(self.poll)
 
     def start(self, listener: Listener | None) -> None:
         """Watch the wakeup and, when there is one, the listener."""
@@ -149,12 +148,8 @@ class Service:
                 self._woken()
             elif self.listener is not None and fd == self.listener.fd:
                 self._accept()
-            elif fd in self.adopted:
-                try:
-                    self.adopted[fd](fd, revents)
-                except Exception:
-                    # The owner's bug: its fd stays adopted, every connection lives on.
-                    logger.exception("handler of adopted fd %d raised", fd)
+            else:
+                self.adopted.dispatch(fd, revents)
             self.run_ready()
             return False
         if conn.phase is _CONNECTING and conn.tls is None:
@@ -618,3 +613,21 @@ class Service:
                 # A pipelined request may already be parsed.
                 self.drain_events(conn)
             return
+
+    def drain(self, code: int, reason: str) -> None:
+        """Close the listener and every server connection gracefully (Context.drain)."""
+        listener = self.listener
+        if listener is not None:
+            self.poll.discard(listener.fd)
+            listener.close()
+            self.listener = None
+        for conn in list(self.conns.values()):
+            if conn.client_info is not None or not conn.alive:
+                continue
+            if conn.phase is _WS:
+                conn.close_reason(code, reason)
+                self.close_gracefully(conn)
+            elif conn.phase is _HTTP and conn.responded and not conn.output and not conn.file:
+                # idle between keep-alive requests; a connection still waiting for its
+                # first request is kept: it gets its answer (a 503 for an upgrade)
+                self.kill(conn, "draining")

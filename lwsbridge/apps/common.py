@@ -3,6 +3,8 @@
 ``--loop NAME`` (:func:`add_loop_arg`) runs the context on one of
 :data:`lwsbridge.adapters.LOOPS` through :func:`lwsbridge.adapters.run` instead of the
 built-in ``context.service`` loop; SIGINT/SIGTERM end either cleanly (exit 0).
+``--workers N`` (N > 1) serves with N processes on the port through
+:func:`lwsbridge.workers.run` (:func:`run_app`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "add_loop_arg",
     "context_options",
     "run",
+    "run_app",
     "serve",
     "setup_logging",
 ]
@@ -75,6 +78,23 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     add_loop_arg(parser)
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the port (SO_REUSEPORT, Linux) under a "
+        "supervisor that restarts them; SIGTERM drains, SIGHUP restarts them one by one "
+        "(default 1: one process, no supervisor)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECS",
+        help="with --workers: how long a stopping worker waits for its connections to "
+        "close after sending them 1001 (default 10)",
+    )
+    parser.add_argument(
         "--ping-interval",
         type=float,
         default=None,
@@ -82,6 +102,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help="send a keepalive ping this often; no pong by the next one drops the peer "
         "(default: no pings)",
     )
+
+
+def _workers(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def context_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,3 +203,47 @@ def run(context: Context, banner: str, loop: str | None = None) -> int:
     finally:
         context.destroy()
     return 0
+
+
+def run_app(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    make: Callable[..., Context],
+    banner: str,
+) -> int:
+    """Build with ``make(**extra)`` and serve, in one process or ``--workers`` of them.
+
+    With one worker this is :func:`run` on ``make()``, as before there were workers.
+    With more, each worker calls ``make(reuse_port=True)`` after the fork and this
+    process supervises (:func:`lwsbridge.workers.run`).  A context that cannot be
+    built (port in use, bad certificate, no SO_REUSEPORT) ends the app with one line
+    and exit 1.
+    """
+    if args.workers == 1:
+        try:
+            ctx = make()
+        except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert
+            parser.exit(1, f"{parser.prog}: {exc}\n")
+        return run(ctx, banner, args.loop)
+    from lwsbridge.workers import WorkerStartError
+    from lwsbridge.workers import run as run_workers
+
+    if args.port == 0:
+        parser.exit(1, f"{parser.prog}: --workers needs a fixed port, not 0\n")
+    if _stop_early.is_set():  # stopped before the supervisor's own handlers exist
+        _stop_early.clear()
+        return 0
+
+    where = f" ({args.loop} loop)" if args.loop else ""
+    logging.getLogger("lwsbridge").log(
+        NOTICE, "%s: %d workers on port %s%s", banner, args.workers, args.port, where
+    )
+    try:
+        return run_workers(
+            lambda: make(reuse_port=True),
+            args.workers,
+            args.loop,
+            drain_timeout=args.drain_timeout,
+        )
+    except (ValueError, WorkerStartError) as exc:
+        parser.exit(1, f"{parser.prog}: {exc}\n")

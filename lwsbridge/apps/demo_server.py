@@ -3,17 +3,22 @@
 ``http-only`` serves the test page; ``dumb-increment-protocol`` sends "0", "1", ...
 every 50 ms (``reset\\n`` restarts, ``closeme\\n`` closes 1001 "seeya"); and
 ``lws-mirror-protocol`` sends every message to every member through a bounded ring,
-pausing a sender while the slowest member catches up (see :class:`Mirror`).
+pausing a sender while the slowest member catches up (see :class:`Mirror`); and
+``lws-status`` pushes the connected clients and per-protocol traffic to the page's
+status panel, which ``GET /stats`` serves as JSON (see :mod:`lwsbridge.apps.status`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from lwsbridge.apps.status import Status
 from lwsbridge.context import CLOSE, Connection, Context, Protocol, Reason, WriteKind
 from lwsbridge.log import lwsl_notice, lwsl_warn
 
@@ -21,7 +26,7 @@ if TYPE_CHECKING:
     from lwsbridge.backplane import Backplane
     from lwsbridge.timers import TimerHandle
 
-__all__ = ["DumbIncrement", "Mirror", "build_context", "main"]
+__all__ = ["DumbIncrement", "Mirror", "build_context", "main", "stats_http_callback"]
 
 # Only this folder is served: never the package's own source files.
 WWW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "www")
@@ -38,13 +43,27 @@ def http_callback(conn: Connection | None, reason: Reason, user: Any, payload: A
     return 0
 
 
+def stats_http_callback(status: Status) -> Callable[..., int]:
+    """``http_callback`` that also answers ``GET /stats`` with ``status`` as JSON."""
+
+    def callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
+        if reason is Reason.HTTP and conn is not None and payload.split("?", 1)[0] == "/stats":
+            status.serve_http(conn)
+            return 0
+        return http_callback(conn, reason, user, payload)
+
+    return callback
+
+
 class DumbIncrement:
-    """Per-connection state of dumb-increment-protocol."""
+    """Per-connection state of dumb-increment-protocol (``status``: where to count
+    what it sends)."""
 
-    __slots__ = ("number",)
+    __slots__ = ("number", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, status: Status | None = None) -> None:
         self.number = 0
+        self.status = status
 
     @staticmethod
     def callback(conn: Connection | None, reason: Reason, user: Any, payload: Any) -> int:
@@ -57,8 +76,10 @@ class DumbIncrement:
             conn.callback_on_writable()
             conn.set_timer(INTERVAL)
         elif reason is Reason.SERVER_WRITEABLE:
-            conn.write(str(user.number), WriteKind.TEXT)
+            n = conn.write(str(user.number), WriteKind.TEXT)
             user.number += 1
+            if user.status is not None:
+                user.status.sent(conn, n)
         elif reason is Reason.RECEIVE:
             data: bytes = payload
             if len(data) < 6:
@@ -158,10 +179,12 @@ class Mirror:
         ring: int = RING,
         stall_timeout: float = STALL_TIMEOUT,
         max_behind: int | None = None,
+        status: Status | None = None,
     ) -> None:
         if ring < 4:  # room below the pause for the resume point, and headroom above
             raise ValueError(f"mirror ring of {ring} messages: at least 4 are needed")
         self.stall_timeout = stall_timeout
+        self.status = status  # where to count what it sends (build_context sets it)
         # Pause a sender when this many messages wait: 1/16 of headroom, since every
         # sender adds one more message before its own pause.  Resume at half a ring, so
         # that a flooder is not paused and resumed again for every message.
@@ -257,8 +280,10 @@ class Mirror:
             if ring is None or user.tail >= ring.head or user.dropped:
                 return 0
             msg, binary = ring.queue[user.tail - ring.base]
-            conn.write(msg, WriteKind.BINARY if binary else WriteKind.TEXT)
+            n = conn.write(msg, WriteKind.BINARY if binary else WriteKind.TEXT)
             user.tail += 1
+            if self.status is not None:
+                self.status.sent(conn, n)
             if user.tail < ring.head:
                 conn.callback_on_writable()
             if ring.paused and user.tail == ring.resume_at:  # one fewer to wait for
@@ -500,12 +525,15 @@ def build_context(
     resource_path: str | None = None,
     *,
     mirror: Mirror | None = None,
+    status: Status | None = None,
     backplane: str | None = None,
     **options: Any,
 ) -> Context:
     """The test server's context; ``options`` go to :class:`Context` (tls, ping_interval...).
 
-    ``mirror`` is the lws-mirror-protocol instance to use (default: ``Mirror()``).
+    ``mirror`` is the lws-mirror-protocol instance to use (default: ``Mirror()``), and
+    ``status`` the lws-status one (default: ``Status()``), which counts the traffic of
+    dumb-increment-protocol, lws-mirror-protocol and itself and serves ``/stats``.
     ``backplane`` (``redis://HOST:PORT`` or ``zmq://HOST:PORT``) carries the mirror to
     every process on it (:meth:`Mirror.use_backplane`); ``mirror.close()`` closes it,
     before the context is destroyed.
@@ -514,10 +542,20 @@ def build_context(
     client offers it but fails on a compressed dumb-increment-protocol socket.
     """
     mirror = mirror or Mirror()
+    status = status or Status()
+    if mirror.status is None:
+        mirror.status = status
     protocols = [
-        Protocol("http-only", http_callback),
-        Protocol("dumb-increment-protocol", DumbIncrement.callback, DumbIncrement),
-        mirror.protocol,
+        Protocol("http-only", stats_http_callback(status)),
+        status.track(
+            Protocol(
+                "dumb-increment-protocol",
+                DumbIncrement.callback,
+                functools.partial(DumbIncrement, status),
+            )
+        ),
+        status.track(mirror.protocol),
+        status.protocol,
     ]
     ctx = Context(
         protocols, port=port, interface=interface, resource_root=resource_path or WWW, **options
@@ -538,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         add_common_args,
         catch_stop_signals,
         context_options,
-        run,
+        run_app,
         setup_logging,
     )
 
@@ -577,24 +615,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     catch_stop_signals()
     if args.daemonize:
+        if args.workers > 1:
+            parser.exit(1, f"{parser.prog}: --daemonize runs one process; drop --workers\n")
         return _main_daemon(args)
     setup_logging(args.debug)
-    mirror = Mirror()
-    try:
-        ctx = build_context(
+    # One mirror per context made (one per worker), closed (its backplane) on the way out.
+    mirrors: list[Mirror] = []
+
+    def make(**extra: Any) -> Context:
+        mirror = Mirror()
+        mirrors.append(mirror)
+        return build_context(
             args.port,
             args.interface,
             args.resource_path,
             mirror=mirror,
             backplane=args.backplane,
             **context_options(args),
+            **extra,
         )
-    except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
-        parser.exit(1, f"{parser.prog}: {exc}\n")
+
     try:
-        return run(ctx, "lwsbridge-test-server", args.loop)
+        return run_app(parser, args, make, "lwsbridge-test-server")
     finally:
-        mirror.close()
+        for mirror in mirrors:
+            mirror.close()
 
 
 def _backplane_url(url: str) -> str:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         add_common_args,
         catch_stop_signals,
         context_options,
-        run,
+        run_app,
         setup_logging,
     )
 
@@ -89,18 +89,19 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
             return echo_client.check_echo(args.client, sizes, args.max_size, args.loop)
         return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size, args.loop)
-    try:
-        ctx = build_context(
+
+    def make(**extra: Any) -> Context:
+        return build_context(
             args.port,
             args.interface,
             args.max_size,
             not args.defer_writeable,
             not args.no_deflate,
             **context_options(args),
+            **extra,
         )
-    except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert: no traceback
-        parser.exit(1, f"{parser.prog}: {exc}\n")
-    return run(ctx, "lwsbridge-test-echo", args.loop)
+
+    return run_app(parser, args, make, "lwsbridge-test-echo")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def _open_test_page(browser_context: Any, url: str) -> Any:
     page = browser_context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url, wait_until="load")
-    for status in ("#wsdi_statustd", "#wsm_statustd"):
+    for status in ("#wsdi_statustd", "#wsm_statustd", "#wss_statustd"):
         page.wait_for_function(
             "sel => document.querySelector(sel).textContent === 'websocket connection opened'",
             arg=status,
@@ -73,6 +73,50 @@ def test_chromium_test_page(chromium: Any, test_server: Any) -> None:
         for p in (page, other):
             assert p.text_content("#wsdi_statustd") == "websocket connection opened"
             assert p.text_content("#wsm_statustd") == "websocket connection opened"
+    finally:
+        ctx.close()
+    test_server.assert_alive()
+
+
+# Runs in the page: the clients the status panel lists, one per row.
+PANEL_ROWS_JS = """() => Array.from(document.querySelectorAll('#status_clients tbody tr'))
+  .map(tr => Array.from(tr.children).map(td => td.textContent))"""
+
+
+def test_chromium_status_panel(chromium: Any, test_server: Any) -> None:
+    ctx = chromium.new_context()
+    try:
+        first = _open_test_page(ctx, test_server.http_url)
+        second = _open_test_page(ctx, test_server.http_url)
+        # Both tabs' lws-status sockets in the first tab's panel: each tab has one.
+        first.wait_for_function(
+            "Array.from(document.querySelectorAll('#status_clients tbody tr'))"
+            ".filter(tr => tr.children[1].textContent === 'lws-status').length >= 2"
+        )
+        rows = first.evaluate(PANEL_ROWS_JS)
+        assert len(rows) >= 2
+        by_protocol: dict[str, int] = {}
+        for peer, protocol, agent, connected in rows:
+            by_protocol[protocol] = by_protocol.get(protocol, 0) + 1
+            assert peer.startswith("127.0.0.1:"), rows
+            assert "Chrome" in agent, rows  # the browser's User-Agent, from the handshake
+            assert connected.endswith("s"), rows
+        assert by_protocol == {
+            "dumb-increment-protocol": 2,
+            "lws-mirror-protocol": 2,
+            "lws-status": 2,
+        }, rows
+        assert first.text_content("#status_count") == "6"
+        # the counter's traffic shows as a rate in the protocols table
+        first.wait_for_function(
+            "Array.from(document.querySelectorAll('#status_protocols tbody tr'))"
+            ".some(tr => tr.children[0].textContent === 'dumb-increment-protocol' && "
+            "Number(tr.children[4].textContent) > 0)"
+        )
+        # the second tab goes: the first tab's panel follows
+        second.close()
+        first.wait_for_function("document.getElementById('status_count').textContent === '3'")
+        assert len(first.evaluate(PANEL_ROWS_JS)) == 3
     finally:
         ctx.close()
     test_server.assert_alive()
