@@ -353,3 +353,25 @@ def test_flooding_sender_is_paused_until_its_messages_come_back(redis: RedisServ
         assert ring.outstanding == 0 and not ring.pending and not ring.paused
     finally:
         a.close()
+
+
+def test_workers_share_the_mirror_through_the_backplane(redis: RedisServer, tmp_path: Path) -> None:
+    """``--workers 2 --backplane``: each worker has its own mirror on the backplane, so
+    the members reach each other whichever worker the kernel gave them (SO_REUSEPORT
+    spreads them; the test holds whatever the spread)."""
+    with (
+        run_server(
+            "lwsbridge-test-server", tmp_path, "--workers", "2", "--backplane", redis.url
+        ) as srv,
+        members_closed() as ms,
+    ):
+        ms += [Member(srv.port, f"w{i}") for i in range(4)]
+        until_flowing(ms, ms)
+        for i in range(N):
+            for m in ms:
+                m.ws.send(f"{m.name}:{i}")
+        wait_for(ms, lambda: all(len(m.got) >= len(ms) * N for m in ms), "every message")
+        for m in ms:
+            check_per_sender(m, [x.name for x in ms])
+            assert len(m.got) == len(ms) * N
+        srv.assert_alive()
