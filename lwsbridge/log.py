@@ -67,6 +67,10 @@ if TYPE_CHECKING:
     from lwsbridge.core.events import DataReceived
 
 __all__ = [
+    "CLIENT",
+    "EXT",
+    "HEADER",
+    "LATENCY",
     "LLL_CLIENT",
     "LLL_DEBUG",
     "LLL_ERR",
@@ -78,6 +82,7 @@ __all__ = [
     "LLL_PARSER",
     "LLL_WARN",
     "NOTICE",
+    "PARSER",
     "Emitter",
     "LwsFormatter",
     "emit_stderr",
