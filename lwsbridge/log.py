@@ -390,6 +390,8 @@ def handshake(
 ) -> None:
     """INFO: the WebSocket handshake is done; HEADER, EXT and LATENCY details."""
     refresh()  # a level the host changed through logging applies from here on
+    if not logger.isEnabledFor(logging.INFO):
+        return  # and so are the detail levels, all below INFO: format nothing
     ext = ", ".join(e.serialize() for e in extensions) or "none"
     logger.info("%r handshake %s subprotocol=%s extensions=%s", conn, path, subprotocol, ext)
     if logger.isEnabledFor(_HEADER):
