@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
+from lwsbridge import log as _log
 from lwsbridge.adoption import FdHandler
 from lwsbridge.builtin_loop import BuiltinLoop
 from lwsbridge.connection import Connection
@@ -456,6 +457,8 @@ class Context:
             raise LocalProtocolError("only one write() per WRITEABLE callback (as lws)")
         conn.wrote = True
         payload = data.encode("utf-8") if isinstance(data, str) else data
+        if _log.frames:  # one attribute test when frame logging is off
+            _log.tx_frame(conn, kind, len(payload), final)
         core = conn.core
         if (kind is _TEXT or kind is _BINARY) and not core.in_message_out:
             core.send_data(payload, binary=kind is _BINARY, final=final)  # the hot path
@@ -530,6 +533,8 @@ class Context:
     def _handle(self, conn: Connection, ev: Any) -> None:
         t = type(ev)
         if t is DataReceived:
+            if _log.frames:  # one attribute test when frame logging is off
+                _log.rx_piece(conn, ev)
             conn.rx_event = ev
             reason = _RECEIVE if conn.client_info is None else _CLIENT_RECEIVE
             r = self._svc.call(conn, conn.protocol, reason, ev.data)
@@ -537,6 +542,8 @@ class Context:
             if r:
                 self._svc.close_gracefully(conn)
         elif t is Pong:
+            if _log.frames:
+                _log.frame_summary(conn, "rx", "PONG", len(ev.payload), True)
             if conn.awaiting_pong:
                 conn.awaiting_pong = False
                 self._svc.timers.schedule(conn, TimerKind.PING, self.ping_interval)
@@ -562,6 +569,11 @@ class Context:
         elif t is RequestRejected:
             logger.log(NOTICE, "%r: bad request: HTTP %d %s", conn, ev.status, ev.reason)
         elif t is Closed:
+            if conn.established:
+                # We began it if we are closing already, or failed the connection (a code
+                # of ours, not 1006, without a clean close).
+                local = conn.phase is _CLOSING or (not ev.clean and ev.code != 1006)
+                _log.closed(conn, ev.code, ev.reason, local, ev.clean)
             self._core_closed(conn)
         elif t is Established:
             if conn.role is Role.CLIENT:
@@ -609,6 +621,14 @@ class Context:
         # accept() may parse frames already received; hold their events until
         # ESTABLISHED has been delivered.
         conn.core.accept(subprotocol, [ext] if ext is not None else ())
+        _log.handshake(
+            conn,
+            ev.target,
+            subprotocol,
+            ev.extensions,
+            [ext.response()] if ext is not None else (),
+            ev.headers,
+        )
         self._svc.queue_output(conn)
         r = self._svc.call(conn, chosen, Reason.ESTABLISHED, None)
         conn.handshake_headers = None
@@ -662,6 +682,7 @@ class Context:
             conn.user = info.user
         elif protocol.user_factory is not None:
             conn.user = protocol.user_factory()
+        _log.connecting(conn, f"{info.address}:{info.port}{info.path}")
         timeout = info.timeout if info.timeout is not None else self.connect_timeout
         self._svc.timers.schedule(conn, TimerKind.PROTOCOL, timeout)
         addresses = self._svc.connector.resolve(conn, info.address, info.port)
@@ -678,6 +699,8 @@ class Context:
         self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
         conn.enter(_WS)
         conn.established = True
+        path = conn.client_info.path if conn.client_info is not None else "/"
+        _log.handshake(conn, path, ev.subprotocol, None, ev.extensions, ev.headers)
         r = self._svc.call(conn, conn.protocol, Reason.CLIENT_ESTABLISHED, ev.subprotocol)
         conn.handshake_headers = None
         if r:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from lwsbridge import log as _log
 from lwsbridge.adoption import AdoptedFds, FdHandler
 from lwsbridge.connection import Connection
 from lwsbridge.connector import Addresses, Connector
@@ -219,6 +220,7 @@ class Service:
                 self.kill(conn, "refused at creation")
                 continue
             self.timers.schedule(conn, TimerKind.PROTOCOL, self._ctx.handshake_timeout)
+            _log.accepted(conn, peer)
 
     def _read(self, conn: Connection) -> None:
         sock = conn.sock
@@ -383,6 +385,8 @@ class Service:
             conn.file = None
         if why:
             logger.debug("%r closing: %s", conn, why)
+            if conn.established and not conn.core.closed:  # no Closed event was logged
+                _log.dropped(conn, why, why.startswith(("read error", "socket error")))
         self.connector.settle(conn)
         if conn.fd >= 0:
             self.poll.discard(conn.fd)

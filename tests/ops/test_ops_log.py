@@ -45,11 +45,10 @@ FUNCS = [
 
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    levels, emit = lg.get_log_level(), lg.get_emitter()
+    """Each test starts from, and leaves, the state right after import."""
+    lg.reset()
     yield
-    lg.set_log_level(levels, emit)
-    if emit is None:
-        lg.use_logging_only()
+    lg.reset()
 
 
 @pytest.fixture
@@ -67,7 +66,44 @@ def no_host_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bit_values_are_lws() -> None:
     assert [b for b, _, _ in FUNCS] == [1 << n for n in range(10)]
-    assert lg.NOTICE == 25 and logging.getLevelName(25) == "NOTICE"
+    assert (lg.NOTICE, lg.PARSER, lg.HEADER, lg.EXT, lg.CLIENT, lg.LATENCY) == (25, 9, 8, 7, 6, 5)
+
+
+def test_level_names_on_our_records_only() -> None:
+    """Our records carry NOTICE/PARSER/... as levelname; logging's global names are
+    untouched (a library must not rename levels for the whole program)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s"))
+    lg.logger.addHandler(handler)
+    try:
+        lg.set_log_level(ALL, lambda level, line: None)
+        for _, fn, _ in FUNCS:
+            fn("m")
+    finally:
+        lg.logger.removeHandler(handler)
+    assert stream.getvalue().split() == [
+        "ERROR",
+        "WARNING",
+        "NOTICE",
+        "INFO",
+        "DEBUG",
+        "PARSER",
+        "HEADER",
+        "EXT",
+        "CLIENT",
+        "LATENCY",
+    ]
+    assert [logging.getLevelName(n) for n in (25, 9, 5)] == ["Level 25", "Level 9", "Level 5"]
+
+
+def test_reset_is_the_import_state() -> None:
+    lg.set_log_level(ALL, lambda level, line: None)
+    lg.reset()
+    assert lg.get_log_level() == lg.LLL_ERR | lg.LLL_WARN | lg.LLL_NOTICE
+    assert lg.get_emitter() is lg.emit_stderr
+    assert lg.logger.level == logging.NOTSET
+    assert [type(h).__name__ for h in lg.logger.handlers] == ["NullHandler"]
 
 
 def test_default_is_err_warn_notice(captured: list[tuple[int, str]]) -> None:

@@ -259,6 +259,9 @@ def test_keepalive_timeout_idle_http(make: Callable[..., Context]) -> None:
 def test_peer_that_never_answers_pings_is_dropped(
     make: Callable[..., Context], rec: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The drop is a NOTICE; the library sets no level of its own (the root's WARNING
+    # would hide it), so ask for it as an application would.
+    caplog.set_level(logging.INFO, logger="lwsbridge")
     interval = 0.5
     ctx = make(ping_interval=interval, pong_timeout=interval)
     p = ws_peer(ctx)
