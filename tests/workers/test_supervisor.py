@@ -31,6 +31,9 @@ APP = """
 import os, sys, time
 from lwsbridge import workers
 from lwsbridge.context import Context, Protocol, Reason
+from lwsbridge.log import LLL_ERR, LLL_NOTICE, LLL_WARN, set_log_level
+
+set_log_level(LLL_ERR | LLL_WARN | LLL_NOTICE)  # a library logs nothing unless asked
 
 port, n, marker, drain = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 
