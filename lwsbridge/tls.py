@@ -14,6 +14,8 @@ applies to every connection.
 
 from __future__ import annotations
 
+import os
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,14 +60,17 @@ class ServerTLS:
         if not self.cert_file:
             raise ValueError("a TLS server needs cert_file (and key_file) or an SSLContext")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert_file, self.key_file)
+        _load_cert_chain(ctx, self.cert_file, self.key_file)
         ctx.num_tickets = self.session_tickets
         if self.cipher_list:
-            ctx.set_ciphers(self.cipher_list)
+            _set_ciphers(ctx, self.cipher_list)
         if self.max_version is not None:
             ctx.maximum_version = self.max_version
         if self.ca_file:
-            ctx.load_verify_locations(self.ca_file)
+            try:
+                ctx.load_verify_locations(self.ca_file)
+            except OSError as exc:
+                raise _file_error(exc, ("CA file", self.ca_file)) from None
         if self.require_client_cert:
             ctx.verify_mode = ssl.CERT_REQUIRED
         if self.sni_callback is not None:
@@ -93,20 +98,60 @@ class ClientTLS:
     max_version: ssl.TLSVersion | None = None
 
     def build(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file)
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+        except OSError as exc:
+            raise _file_error(exc, ("CA file", self.ca_file)) from None
         if self.allow_self_signed or self.insecure:
             # The self-signed check happens after the handshake (is_self_signed):
             # Python's ssl has no per-error verify callback.
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         if self.cipher_list:
-            ctx.set_ciphers(self.cipher_list)
+            _set_ciphers(ctx, self.cipher_list)
         if self.max_version is not None:
             ctx.maximum_version = self.max_version
         if self.cert_file:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
+            _load_cert_chain(ctx, self.cert_file, self.key_file)
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
+
+
+def _file_error(exc: OSError, *files: tuple[str, str | None]) -> OSError:
+    """``exc``, raised while loading ``files`` ((what, path) pairs), naming the file.
+
+    ``ssl`` names no file ("[Errno 2] No such file or directory") and a bad PEM is
+    only "[SSL] PEM lib": with several files, nobody can tell which one is wrong.
+    The class and errno are kept, so ``except FileNotFoundError`` still works.
+    """
+    named = [(what, path) for what, path in files if path]
+    if isinstance(exc, ssl.SSLError):
+        names = " with ".join(f"{what} {path!r}" for what, path in named)
+        why = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", describe_ssl_error(exc))  # a C line number
+        # (errno, text): an SSLError made from the text alone prints as a tuple.
+        return ssl.SSLError(exc.errno, f"cannot load {names}: {why}")
+    # The first file that is not a readable file is the culprit; else the first one.
+    unreadable = [(w, p) for w, p in named if not (os.path.isfile(p) and os.access(p, os.R_OK))]
+    what, path = (unreadable or named)[0]
+    new = type(exc)(f"{what} {path!r}: {exc.strerror or exc}")
+    new.errno = exc.errno
+    return new
+
+
+def _load_cert_chain(ctx: ssl.SSLContext, cert_file: str, key_file: str | None) -> None:
+    try:
+        ctx.load_cert_chain(cert_file, key_file)
+    except OSError as exc:
+        raise _file_error(exc, ("certificate file", cert_file), ("key file", key_file)) from None
+
+
+def _set_ciphers(ctx: ssl.SSLContext, cipher_list: str) -> None:
+    try:
+        ctx.set_ciphers(cipher_list)
+    except ssl.SSLError as exc:
+        # ssl's text is a bare tuple, "('No cipher can be selected.',)".
+        why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        raise ssl.SSLError(exc.errno, f"invalid cipher list {cipher_list!r}: {why}") from None
 
 
 def describe_ssl_error(exc: BaseException) -> str:

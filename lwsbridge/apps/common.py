@@ -10,8 +10,12 @@ built-in ``context.service`` loop; SIGINT/SIGTERM end either cleanly (exit 0).
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib
 import logging
+import math
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -24,11 +28,17 @@ __all__ = [
     "StopEvent",
     "add_common_args",
     "add_loop_arg",
+    "check_common_args",
+    "check_loop",
+    "connect_port_arg",
     "context_options",
+    "port_arg",
     "run",
     "run_app",
+    "seconds_arg",
     "serve",
     "setup_logging",
+    "startup_error",
 ]
 
 
@@ -54,8 +64,95 @@ def add_loop_arg(parser: argparse.ArgumentParser, note: str = "") -> None:
     )
 
 
+# -- bad input: one line naming the thing, exit 2 (argparse's) or 1, no traceback -------
+
+
+def _port(text: str, low: int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not low <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number ({low}-65535)")
+    return port
+
+
+def port_arg(text: str) -> int:
+    """argparse ``type`` of a listening port: 0-65535 (0: any free one)."""
+    return _port(text, 0)
+
+
+def connect_port_arg(text: str) -> int:
+    """argparse ``type`` of a port to connect to: 1-65535."""
+    return _port(text, 1)
+
+
+def seconds_arg(text: str) -> float:
+    """argparse ``type`` of an interval: a positive number of seconds."""
+    try:
+        secs = float(text)
+    except ValueError:
+        secs = math.nan
+    if not (secs > 0 and math.isfinite(secs)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return secs
+
+
+def check_loop(parser: argparse.ArgumentParser, loop: str | None) -> None:
+    """Refuse ``--loop NAME`` (exit 2) when its library is missing, naming the extra.
+
+    Checked before anything starts: otherwise the ImportError comes as a traceback
+    from inside the running app.  Each extra is named like the module it installs.
+    """
+    from lwsbridge.loops import LOOPS
+
+    requires = LOOPS[loop].requires if loop in LOOPS else None
+    if requires is None:
+        return
+    try:
+        importlib.import_module(requires)
+    except ImportError:
+        parser.error(
+            f"--loop {loop} needs the {requires!r} module: pip install 'lwsbridge[{requires}]'"
+        )
+
+
+def check_common_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What :func:`add_common_args` cannot check alone; usage errors exit 2 as argparse's.
+
+    TLS options without ``--ssl`` were ignored silently: a user who gave a certificate
+    got a plain-text server.
+    """
+    check_loop(parser, args.loop)
+    if not args.ssl:
+        for given, opt in ((args.cert, "-C/--cert"), (args.key, "-K/--key")):
+            if given is not None:
+                parser.error(f"{opt} {given!r} needs -s/--ssl")
+        if args.cipher_list is not None:
+            parser.error(f"--cipher-list {args.cipher_list!r} needs -s/--ssl")
+    if args.key is not None and args.cert is None:
+        parser.error(f"-K/--key {args.key!r} needs -C/--cert")
+
+
+def startup_error(exc: BaseException, args: argparse.Namespace) -> str:
+    """The one line for a server that cannot start, naming the port or interface.
+
+    The socket's own text ("[Errno 98] Address already in use") names neither.  TLS
+    file errors come from :mod:`lwsbridge.tls` with the file named already.
+    """
+    where = f"{args.interface} port {args.port}" if args.interface else f"port {args.port}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on interface {args.interface!r}: {exc.strerror}"
+    binding = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+    if isinstance(exc, OSError) and exc.errno in binding and exc.strerror and not exc.filename:
+        return f"cannot listen on {where}: {exc.strerror}"
+    return str(exc)
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-p", "--port", type=int, default=7681, help="listen port (default 7681)")
+    parser.add_argument(
+        "-p", "--port", type=port_arg, default=7681, help="listen port (default 7681)"
+    )
     parser.add_argument(
         "-i", "--interface", default=None, help="address to listen on (default: all)"
     )
@@ -96,7 +193,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ping-interval",
-        type=float,
+        type=seconds_arg,
         default=None,
         metavar="SECS",
         help="send a keepalive ping this often; no pong by the next one drops the peer "
@@ -223,7 +320,7 @@ def run_app(
         try:
             ctx = make()
         except (OSError, ValueError) as exc:  # port in use, fd limit too low, bad cert
-            parser.exit(1, f"{parser.prog}: {exc}\n")
+            parser.exit(1, f"{parser.prog}: {startup_error(exc, args)}\n")
         return run(ctx, banner, args.loop)
     from lwsbridge.workers import WorkerStartError
     from lwsbridge.workers import run as run_workers

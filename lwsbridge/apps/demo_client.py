@@ -109,7 +109,14 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lwsbridge.apps.common import add_loop_arg, catch_stop_signals, serve, setup_logging
+    from lwsbridge.apps.common import (
+        add_loop_arg,
+        catch_stop_signals,
+        check_loop,
+        connect_port_arg,
+        serve,
+        setup_logging,
+    )
     from lwsbridge.log import LLL_ERR, LLL_NOTICE, LLL_WARN
 
     parser = argparse.ArgumentParser(
@@ -118,13 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         "numbers, send mirror drawing messages and count what comes back.",
     )
     parser.add_argument("host", help="server address or name")
-    parser.add_argument("-p", "--port", type=int, default=7681, help="server port (7681)")
-    parser.add_argument("--ssl", action="store_true", help="use TLS (wss://)")
     parser.add_argument(
-        "-s",
+        "-p", "--port", type=connect_port_arg, default=7681, help="server port (7681)"
+    )
+    # -s is --ssl in every lwsbridge app (it was --allow-selfsigned here): -S is that now.
+    parser.add_argument("-s", "--ssl", action="store_true", help="use TLS (wss://)")
+    parser.add_argument(
+        "-S",
         "--allow-selfsigned",
         action="store_true",
-        help="with --ssl: accept a self-signed server certificate (lws -s)",
+        help="with --ssl: accept a self-signed server certificate (was -s before; "
+        "-s is --ssl, as in the servers)",
     )
     parser.add_argument(
         "-k", "--insecure", action="store_true", help="with --ssl: accept any certificate"
@@ -138,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_loop_arg(parser)
     args = parser.parse_args(argv)
+    check_loop(parser, args.loop)
+    if not args.ssl:  # these were ignored silently: the connection went out in plain text
+        given = [("-S/--allow-selfsigned", args.allow_selfsigned), ("-k/--insecure", args.insecure)]
+        given += [("--ca " + repr(args.ca), args.ca is not None)]
+        for opt, on in given:
+            if on:
+                parser.error(f"{opt} needs -s/--ssl")
     catch_stop_signals()
     setup_logging(args.debug)
     try:
@@ -146,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             tls = ClientTLS(
                 ca_file=args.ca, allow_self_signed=args.allow_selfsigned, insecure=args.insecure
             )
+            # Built now so that a bad --ca is one line here, not an internal error per
+            # connection once connected (the context builds it again, from the files).
+            tls.build()
         ctx, app = build(args.host, args.port, tls, args.count)
     except Exception as exc:
         print(f"lwsbridge-test-client: {exc}", file=sys.stderr)

@@ -575,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     from lwsbridge.apps.common import (
         add_common_args,
         catch_stop_signals,
+        check_common_args,
         context_options,
         run_app,
         setup_logging,
@@ -613,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         "redis://HOST:PORT or zmq://HOST:PORT (lwsbridge-zmq-proxy's address)",
     )
     args = parser.parse_args(argv)
+    check_common_args(parser, args)
+    if args.resource_path is not None and not os.path.isdir(args.resource_path):
+        parser.error(f"-r/--resource-path {args.resource_path!r} is not a directory")
     catch_stop_signals()
     if args.daemonize:
         if args.workers > 1:
@@ -656,7 +660,7 @@ def _backplane_url(url: str) -> str:
 def _main_daemon(args: argparse.Namespace) -> int:
     import syslog
 
-    from lwsbridge.apps.common import context_options, run, setup_logging
+    from lwsbridge.apps.common import context_options, run, setup_logging, startup_error
     from lwsbridge.daemon import daemonize
     from lwsbridge.log import emit_syslog, lwsl_err
 
@@ -679,8 +683,9 @@ def _main_daemon(args: argparse.Namespace) -> int:
             **context_options(args),
         )
     except Exception as exc:
-        lwsl_err("cannot start: %s", exc)
-        handle.fail(f"cannot start: {exc}")
+        why = startup_error(exc, args)
+        lwsl_err("cannot start: %s", why)
+        handle.fail(f"cannot start: {why}")
         return 1
     handle.ready()
     try:

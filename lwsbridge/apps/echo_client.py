@@ -19,7 +19,10 @@ def parse_ws_url(url: str) -> tuple[str, int, str, bool]:
     if u.scheme not in ("ws", "wss") or not u.hostname:
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
     tls = u.scheme == "wss"
-    port = u.port or (443 if tls else 80)
+    try:
+        port = u.port or (443 if tls else 80)
+    except ValueError as exc:  # "Port out of range 0-65535": which URL?
+        raise ValueError(f"bad port in URL {url!r}: {exc}") from None
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
     return u.hostname, port, path, tls
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from lwsbridge.apps.common import (
         add_common_args,
         catch_stop_signals,
+        check_common_args,
         context_options,
         run_app,
         setup_logging,
@@ -82,11 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         "--no-deflate", action="store_true", help="do not negotiate permessage-deflate"
     )
     args = parser.parse_args(argv)
+    check_common_args(parser, args)
+    for opt, url in (("--client", args.client), ("--autobahn-client", args.autobahn_client)):
+        if url is not None:
+            try:
+                echo_client.parse_ws_url(url)
+            except ValueError as exc:
+                parser.error(f"argument {opt}: {exc}")
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+        if min(sizes, default=0) < 0:
+            raise ValueError("negative size")
+    except ValueError:
+        parser.error(f"argument --sizes: {args.sizes!r} is not a comma-separated list of sizes")
     catch_stop_signals()
     setup_logging(args.debug)
     if args.client or args.autobahn_client:
         if args.client:
-            sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
             return echo_client.check_echo(args.client, sizes, args.max_size, args.loop)
         return echo_client.autobahn(args.autobahn_client, args.agent, args.max_size, args.loop)
 
