@@ -12,11 +12,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomllib
 import trustme
 
 from lwsbridge.loops import LOOPS
@@ -235,10 +235,10 @@ def test_client_short_s_turns_tls_on(tmp_path: Path) -> None:
 
 def test_tls_errors_name_the_file_and_keep_their_class(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.pem")
-    with pytest.raises(FileNotFoundError, match="nope.pem") as err:
+    with pytest.raises(FileNotFoundError, match=r"nope\.pem") as err:
         ServerTLS(missing).build()
     assert err.value.errno == 2  # still usable by code that looks at errno
-    with pytest.raises(FileNotFoundError, match="CA file .*nope.pem"):
+    with pytest.raises(FileNotFoundError, match=r"CA file .*nope\.pem"):
         ClientTLS(ca_file=missing).build()
     with pytest.raises(OSError, match="cipher list 'NO-SUCH'"):
         ClientTLS(cipher_list="NO-SUCH").build()
