@@ -149,6 +149,17 @@ def startup_error(exc: BaseException, args: argparse.Namespace) -> str:
     return str(exc)
 
 
+def _make_naming(make: Callable[..., Context], args: argparse.Namespace, **extra: Any) -> Context:
+    """``make(**extra)`` in a worker, whose error the supervisor shows as its text only."""
+    try:
+        return make(**extra)
+    except OSError as exc:
+        why = startup_error(exc, args)
+        if why == str(exc):
+            raise
+        raise OSError(why) from exc
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-p", "--port", type=port_arg, default=7681, help="listen port (default 7681)"
@@ -337,7 +348,7 @@ def run_app(
     )
     try:
         return run_workers(
-            lambda: make(reuse_port=True),
+            lambda: _make_naming(make, args, reuse_port=True),
             args.workers,
             args.loop,
             drain_timeout=args.drain_timeout,

@@ -83,9 +83,13 @@ def busy_port() -> Iterator[int]:
 # -- a server that cannot start: exit 1 ------------------------------------------------
 
 
-@pytest.mark.parametrize("app", ["demo_server", "echo_server"])
-def test_port_in_use_names_the_port(app: str, busy_port: int) -> None:
-    proc = run_app(app, "-p", str(busy_port), "-i", HOST)
+@pytest.mark.parametrize(
+    ("app", "more"),
+    [("demo_server", []), ("echo_server", []), ("echo_server", ["--workers", "2"])],
+)
+def test_port_in_use_names_the_port(app: str, more: list[str], busy_port: int) -> None:
+    # With --workers the error comes from a worker process through the supervisor.
+    proc = run_app(app, "-p", str(busy_port), "-i", HOST, *more)
     refused(proc, app, 1, f"port {busy_port}", "in use")
 
 
