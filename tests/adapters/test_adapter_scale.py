@@ -74,6 +74,7 @@ def test_zmq_context_fds_share_one_poller_entry() -> None:
     clients: list[socket.socket] = []
     ad = ZmqPollerAdapter(ctx, poller)
     try:
+
         def step() -> None:
             ad.handle(dict(poller.poll(ad.timeout(50))))
 
