@@ -66,7 +66,7 @@ SERVER_CLOSE = b"\x88\x02\x03\xe8"
 # -- the server (--serve) ---------------------------------------------------------------
 
 
-def serve(port: int, loop: str | None) -> int:
+def serve(port: int, loop: str | None, handshake_timeout: float = 5.0) -> int:
     from lwsbridge.apps.common import serve as serve_on
     from lwsbridge.apps.echo_protocol import EchoSession, echo_callback
     from lwsbridge.context import Context, Protocol, Reason
@@ -98,6 +98,7 @@ def serve(port: int, loop: str | None) -> int:
         port=port,
         interface=HOST,
         any_subprotocol=True,
+        handshake_timeout=handshake_timeout,
     )
     print(json.dumps({"ready": ctx.port}), flush=True)
     try:
@@ -112,8 +113,9 @@ def serve(port: int, loop: str | None) -> int:
 class Server:
     """The ``--serve`` subprocess: its fds, RSS and CPU from /proc, its counts at stop."""
 
-    def __init__(self, loop: str | None, nofile: int | None = None) -> None:
+    def __init__(self, loop: str | None, handshake_timeout: float = 5.0) -> None:
         cmd = [sys.executable, os.path.abspath(__file__), "--serve", "--port", "0"]
+        cmd += ["--handshake-timeout", str(handshake_timeout)]
         if loop:
             cmd += ["--loop", loop]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -389,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress", action="store_true", help="a line on stderr per tenth")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--handshake-timeout", type=float, default=5.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        return serve(args.port, args.loop[0] if args.loop else None)
+        return serve(args.port, args.loop[0] if args.loop else None, args.handshake_timeout)
     results, failed = [], False
     for loop in args.loop or [None]:
         r = soak(args.cycles, loop, args.concurrency, args.progress)
