@@ -46,6 +46,7 @@ def test_close_storm_settles(loop: str) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["failed"] == []
+    n = r["connections"]  # fewer than asked only where RLIMIT_NOFILE's hard limit is low
     assert r["peak_fds"] >= r["fds_before"] + n  # the storm really had n connections
     assert r["fds_after"] == r["fds_before"]
     assert r["fresh_s"] == r["fresh_s"]  # not NaN: the fresh client was served
