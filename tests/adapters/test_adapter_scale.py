@@ -160,3 +160,38 @@ def test_max_connections_setter_refuses_nonsense() -> None:
             ctx.max_connections = 0
     finally:
         ctx.destroy()
+
+
+@pytest.mark.skipif(not have("zmq"), reason="pyzmq is not installed")
+def test_zmq_without_epoll_registers_the_fds_in_the_poller(monkeypatch) -> None:
+    """Where there is no epoll the context's fds go into the host's poller, as before."""
+    import zmq
+
+    from lwsbridge.adapters import zmq_poller
+
+    monkeypatch.setattr(zmq_poller, "_NESTED", False)
+    ctx = build_context(0, HOST, 1 << 16)
+    poller = zmq.Poller()
+    clients: list[socket.socket] = []
+    ad = zmq_poller.ZmqPollerAdapter(ctx, poller)
+    try:
+        assert ad.nested_fd is None
+
+        def step() -> None:
+            ad.handle(dict(poller.poll(ad.timeout(50))))
+
+        for _ in range(5):
+            clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+        _serve_until(step, lambda: ctx.connection_count == 5, "5 connections")
+        assert len(poller.sockets) == 7  # the listener, the wakeup and the 5 clients
+        for c in clients:
+            c.close()
+        _serve_until(step, lambda: ctx.connection_count == 0, "the connections to close")
+        assert len(poller.sockets) == 2
+        ad.close()
+        assert poller.sockets == []
+    finally:
+        for c in clients:
+            c.close()
+        ad.close()
+        ctx.destroy()
