@@ -171,7 +171,7 @@ class Context:
         self.ka_time, self.ka_probes, self.ka_interval = ka_time, ka_probes, ka_interval
         files = FileServer(resource_root)
         self.resource_root = files.root
-        self.max_connections = connection_limit(max_connections)
+        self._max_connections = connection_limit(max_connections)
         self._destroyed = False
         self._draining = False
         self._svc = Service(
@@ -188,7 +188,7 @@ class Context:
                 interface,
                 port,
                 listen_backlog,
-                limit=self.max_connections,
+                limit=self._max_connections,
                 keepalive=self._svc.connector.keepalive,
                 reuse_port=reuse_port,
             )
@@ -362,6 +362,23 @@ class Context:
         """Every live connection, in any phase (handshaking, open, closing, connecting)."""
         self._check_thread()
         return [*self._svc.conns.values(), *(c for c in self._svc.connector.resolving if c.fd < 0)]
+
+    @property
+    def max_connections(self) -> int:
+        """The connection limit: a connection accepted above it gets a 503 and is closed.
+
+        Settable (the select loop lowers it below FD_SETSIZE); the RLIMIT_NOFILE-derived
+        value from construction is the default.
+        """
+        return self._max_connections
+
+    @max_connections.setter
+    def max_connections(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_connections must be at least 1, not {limit}")
+        self._max_connections = limit
+        if self._svc.listener is not None:
+            self._svc.listener.limit = limit
 
     @property
     def connection_count(self) -> int:

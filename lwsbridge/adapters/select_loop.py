@@ -1,30 +1,88 @@
 """``SelectLoop``: the context on ``select.select``.
 
-select() cannot watch fds from FD_SETSIZE (1024) up.  Such an fd is refused with an
-error naming it: at attach time :class:`SelectLoop` raises ``ValueError``; a
-connection accepted later on such an fd is logged and closed (the context gets
-POLLNVAL for it), and the loop goes on.  Use :class:`~lwsbridge.adapters.poll_loop.PollLoop`
+select() cannot watch fds from FD_SETSIZE (1024) up.  So that a busy server answers
+503 instead of accepting connections it cannot watch, attaching lowers the context's
+``max_connections`` to what fits below FD_SETSIZE (FD_SETSIZE less the fds open then
+and a margin for the host; :func:`connection_cap`), and detaching puts the old limit
+back.  An fd at or above FD_SETSIZE is still refused with an error naming it: at
+attach time :class:`SelectLoop` raises ``ValueError``; a connection accepted later on
+such an fd (the host opened more files meanwhile) is logged and closed (the context
+gets POLLNVAL for it), and the loop goes on.  Use :class:`~lwsbridge.adapters.poll_loop.PollLoop`
 or :class:`~lwsbridge.adapters.epoll_loop.EpollLoop` beyond that.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import threading
+from typing import Protocol, runtime_checkable
 
 from lwsbridge.adapters._array import ArrayLoop, ForeignCallback
 from lwsbridge.adapters._base import POLLIN, POLLOUT, run_until
+from lwsbridge.log import NOTICE, logger
 from lwsbridge.vocabulary import Serviceable
 
-__all__ = ["FD_SETSIZE", "ForeignCallback", "SelectLoop", "serve"]
+__all__ = ["FD_SETSIZE", "ForeignCallback", "SelectLoop", "connection_cap", "serve"]
 
 FD_SETSIZE = 1024
+#: fds below FD_SETSIZE kept free for the host (its files, a resolver, a 503's socket)
+HEADROOM = 16
+
+
+@runtime_checkable
+class _Limited(Protocol):
+    """A context with a settable connection limit (``Context.max_connections``)."""
+
+    max_connections: int
+
+
+def connection_cap() -> int:
+    """How many connections fit below FD_SETSIZE with the fds open now.
+
+    The kernel gives a new socket the lowest free fd, so with ``open`` fds in use,
+    ``n`` connections reach fd ``open + n - 1`` at most.
+    """
+    try:
+        in_use = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own fd
+    except OSError:
+        in_use = 3
+    return max(1, FD_SETSIZE - in_use - HEADROOM)
 
 
 class SelectLoop(ArrayLoop):
     """``SelectLoop(context)``: ``run_once(timeout_ms)``, ``run_forever()``, ``stop()``."""
 
     name = "select"
+
+    def _attach(self) -> None:
+        self._lowered: tuple[int, int] | None = None
+        ctx = self.context
+        if isinstance(ctx, _Limited):
+            cap = connection_cap()
+            old = ctx.max_connections
+            if old > cap:
+                ctx.max_connections = cap
+                self._lowered = (old, cap)
+                logger.log(
+                    NOTICE,
+                    "select: connection limit %d (was %d): select() watches fds below "
+                    "FD_SETSIZE (%d) only; above it new connections get a 503 -- use the "
+                    "poll or epoll loop for more",
+                    cap,
+                    old,
+                    FD_SETSIZE,
+                )
+        super()._attach()
+
+    def _release(self) -> None:
+        super()._release()
+        ctx = self.context
+        if self._lowered is not None and isinstance(ctx, _Limited):
+            old, cap = self._lowered
+            self._lowered = None
+            if ctx.max_connections == cap:  # not changed by the host meanwhile
+                ctx.max_connections = old
 
     def _kopen(self) -> None:
         self._r: set[int] = set()

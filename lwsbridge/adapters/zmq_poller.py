@@ -9,18 +9,29 @@ The host keeps its own poll loop over ZeroMQ sockets and adds lwsbridge to it::
         ready = ws.handle(dict(poller.poll(ws.timeout(1000))))
         if sub in ready: ...  # the rest is the host's
 
-Events are translated POLLIN=1/POLLOUT=4 <-> zmq.POLLIN=1/zmq.POLLOUT=2; zmq.POLLERR
-follows the revents rule (adapters/__init__).  An fd with no events is not registered.
+Where there is epoll (Linux), the context's fds are not registered in the host's
+poller one by one: they live in one epoll set of the adapter's, and only that epoll fd
+is registered in the poller (readable when any of them is ready), as the libwebsockets
+event-lib design allows.  ``zmq.Poller`` keeps a list: ``unregister`` is O(n) (it
+renumbers the entries after the removed one) and every ``poll`` converts the whole
+list, so with the fds in the poller a close storm of 20,000 connections cost O(n^2)
+-- seconds of a stuck loop, during which no new client was served.  Without epoll the
+fds go into the poller directly: events are translated POLLIN=1/POLLOUT=4 <->
+zmq.POLLIN=1/zmq.POLLOUT=2, and zmq.POLLERR follows the revents rule
+(adapters/__init__).  Either way an fd with no events is not registered.
 """
 
 from __future__ import annotations
 
+import errno
+import select
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lwsbridge.adapters._base import (
     POLLERR,
+    POLLHUP,
     POLLIN,
     POLLOUT,
     PassLoop,
@@ -44,6 +55,15 @@ def _to_zmq(events: int) -> int:
     return (_ZIN if events & POLLIN else 0) | (_ZOUT if events & POLLOUT else 0)
 
 
+# Linux gives epoll the pollfd bit values: masks go into the nested set untranslated.
+_NESTED = hasattr(select, "epoll") and (
+    select.EPOLLIN,
+    select.EPOLLOUT,
+    select.EPOLLERR,
+    select.EPOLLHUP,
+) == (POLLIN, POLLOUT, POLLERR, POLLHUP)
+
+
 class ZmqPollerAdapter(PassLoop):
     """``ZmqPollerAdapter(context, poller)``: ``handle(dict(poller.poll(t)))``, ``timeout()``."""
 
@@ -56,13 +76,40 @@ class ZmqPollerAdapter(PassLoop):
             raise RuntimeError("unexpected zmq poll flag values")
         super().__init__(context)
         self.poller = poller
-        self._attach()
+        #: the nested epoll set holding the context's fds (None: they are in the poller)
+        self._ep: select.epoll | None = select.epoll() if _NESTED else None
+        self._epfd = -1
+        if self._ep is not None:
+            self._epfd = self._ep.fileno()
+            poller.register(self._epfd, _ZIN)
+        try:
+            self._attach()
+        except BaseException:
+            self._drop_nested()
+            raise
+
+    @property
+    def nested_fd(self) -> int | None:
+        """The epoll fd registered in the poller for all the context's fds (None: no epoll)."""
+        return self._epfd if self._ep is not None else None
+
+    def _drop_nested(self) -> None:
+        if self._ep is not None:
+            self.poller.unregister(self._epfd)
+            self._ep.close()
+            self._ep = None
+
+    def _release(self) -> None:
+        self._drop_nested()
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
         if events:
-            self.poller.register(fd, _to_zmq(events))
+            if self._ep is not None:
+                self._ep.register(fd, events)
+            else:
+                self.poller.register(fd, _to_zmq(events))
 
     def del_fd(self, fd: int, events: int) -> None:
         self._gone(fd)
@@ -70,16 +117,34 @@ class ZmqPollerAdapter(PassLoop):
             self._unregister(fd, "DEL")
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
-        if new:
+        if not new:
+            if old:
+                self._unregister(fd, "CHANGE")
+        elif self._ep is None:
             self.poller.register(fd, _to_zmq(new))  # modifies when registered
-        elif old:
-            self._unregister(fd, "CHANGE")
+        else:
+            try:
+                if old:
+                    self._ep.modify(fd, new)
+                else:
+                    self._ep.register(fd, new)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EBADF):
+                    raise UnknownFdError(fd, "CHANGE", self.name) from None
+                raise
 
     def _unregister(self, fd: int, what: str) -> None:
         try:
-            self.poller.unregister(fd)
+            if self._ep is not None:
+                self._ep.unregister(fd)
+            else:
+                self.poller.unregister(fd)
         except KeyError:
             raise UnknownFdError(fd, what, self.name) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EBADF):
+                raise UnknownFdError(fd, what, self.name) from None
+            raise
 
     # -- the host's loop -----------------------------------------------------------------
 
@@ -112,6 +177,12 @@ class ZmqPollerAdapter(PassLoop):
         for key, flags in items:
             if key.__class__ is not int:
                 rest[key] = flags  # a zmq socket: the host's
+            elif key == self._epfd and self._ep is not None:
+                # The nested set: what is ready in it now (level-triggered: whatever
+                # is left over makes the epoll fd readable again for the next poll).
+                for fd, revents in self._ep.poll(0):
+                    if fd not in closed:
+                        ctx.service_fd(fd, fold(revents))
             # An fd closed earlier in this pass is skipped (stale); service_fd gives
             # back the revents of an fd that is not the context's (the host's).
             elif key not in closed and ctx.service_fd(key, fold(_FROM_ZMQ[flags & 7])):
