@@ -70,6 +70,7 @@ from lwsbridge.vocabulary import (
     WriteKind,
 )
 from lwsbridge.wakeup import TIMER, USER
+from lwsbridge.ws_role import WsRole
 
 __all__ = [
     "CLOSE",
@@ -150,7 +151,8 @@ class Context:
         self.protocols: list[Protocol] = list(protocols)
         for i, p in enumerate(self.protocols):
             p.index = i
-        self._by_name = {p.name: p for p in self.protocols}
+        #: protocol name -> Protocol
+        self.protocols_by_name = {p.name: p for p in self.protocols}
         self._owner = threading.get_ident()
         self._builtin: BuiltinLoop | None = None
         self.max_message_size = max_message_size
@@ -182,6 +184,7 @@ class Context:
             client_tls=client_tls,
         )
         self._http = HttpServing(self, self._svc, files)
+        self._ws = WsRole(self, self._svc)
         listener = None
         if port is not None:
             listener = Listener(
@@ -345,7 +348,7 @@ class Context:
     def callback_on_writable_all_protocol(self, protocol: Protocol | str) -> None:
         """lws_callback_on_writable_all_protocol."""
         self._check_thread()
-        p = self._by_name[protocol] if isinstance(protocol, str) else protocol
+        p = self.protocols_by_name[protocol] if isinstance(protocol, str) else protocol
         for conn in list(self._svc.conns.values()):
             if conn.established and conn.protocol is p:
                 self.callback_on_writable(conn)
@@ -353,7 +356,7 @@ class Context:
     def connections(self, protocol: Protocol | str | None = None) -> list[Connection]:
         """The established connections (of ``protocol``, when given)."""
         self._check_thread()
-        p = self._by_name[protocol] if isinstance(protocol, str) else protocol
+        p = self.protocols_by_name[protocol] if isinstance(protocol, str) else protocol
         return [
             c for c in self._svc.conns.values() if c.established and (p is None or c.protocol is p)
         ]
@@ -568,7 +571,7 @@ class Context:
             if self._svc.call(conn, conn.protocol, reason, ev.payload):
                 self._svc.close_gracefully(conn)
         elif t is UpgradeRequest:
-            self._upgrade(conn, ev)
+            self._ws.upgrade(conn, ev)
         elif t is HTTPRequest:
             self._http.request(conn, ev)
         elif t is HTTPBody:
@@ -594,65 +597,9 @@ class Context:
             self._core_closed(conn)
         elif t is Established:
             if conn.role is Role.CLIENT:
-                self._client_established(conn, ev)
+                self._ws.client_established(conn, ev)
         elif t is HandshakeFailed:
             self._svc.kill(conn, ev.reason)
-
-    def _upgrade(self, conn: Connection, ev: UpgradeRequest) -> None:
-        if self._draining:
-            conn.core.reject(503, "server going away")
-            self._svc.queue_output(conn)
-            return
-        chosen: Protocol | None = None
-        subprotocol: str | None = None
-        for name in ev.subprotocols:
-            if name in self._by_name:
-                chosen, subprotocol = self._by_name[name], name
-                break
-        if chosen is None:
-            if ev.subprotocols and not self.any_subprotocol:
-                # Browsers fail a connection without the subprotocol they asked for;
-                # say so now rather than let them.
-                logger.log(NOTICE, "%r: no supported subprotocol in %s", conn, ev.subprotocols)
-                conn.core.reject(400, f"unsupported subprotocol(s): {', '.join(ev.subprotocols)}")
-                self._svc.queue_output(conn)
-                return
-            chosen = self.protocols[0]
-            subprotocol = ev.subprotocols[0] if ev.subprotocols else None
-        conn.protocol = chosen
-        conn.handshake_headers = ev.headers
-        if chosen.user_factory is not None:
-            conn.user = chosen.user_factory()
-        if self._svc.call(conn, chosen, Reason.FILTER_PROTOCOL_CONNECTION, ev.target):
-            conn.core.reject(403, "refused by the server")
-            self._svc.queue_output(conn)
-            return
-        limit = chosen.max_message_size
-        if limit is not None:
-            conn.core.max_message_size = limit
-        factory = chosen.deflate_factory()
-        ext = factory.accept(ev.extensions) if factory is not None else None
-        self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
-        conn.enter(_WS)
-        conn.established = True
-        # accept() may parse frames already received; hold their events until
-        # ESTABLISHED has been delivered.
-        conn.core.accept(subprotocol, [ext] if ext is not None else ())
-        _log.handshake(
-            conn,
-            ev.target,
-            subprotocol,
-            ev.extensions,
-            [ext.response()] if ext is not None else (),
-            ev.headers,
-        )
-        self._svc.queue_output(conn)
-        r = self._svc.call(conn, chosen, Reason.ESTABLISHED, None)
-        conn.handshake_headers = None
-        if r:
-            self._svc.close_gracefully(conn)
-        elif self.ping_interval and conn.phase is _WS:
-            self._svc.timers.schedule(conn, TimerKind.PING, self.ping_interval)
 
     def _core_closed(self, conn: Connection) -> None:
         """The core is done; flush what it queued (close frame, EOF) then close."""
@@ -683,8 +630,8 @@ class Context:
             raise LocalProtocolError("the context is destroyed")
         if info.protocol is None:
             protocol = self.protocols[0]
-        elif info.protocol in self._by_name:
-            protocol = self._by_name[info.protocol]
+        elif info.protocol in self.protocols_by_name:
+            protocol = self.protocols_by_name[info.protocol]
         else:
             raise LocalProtocolError(f"no protocol named {info.protocol!r} in this context")
         limit = protocol.max_message_size
@@ -706,24 +653,3 @@ class Context:
         if addresses is not None:
             self._svc.client_resolved(conn, addresses)
         return conn
-
-    def _client_established(self, conn: Connection, ev: Established) -> None:
-        conn.handshake_headers = ev.headers
-        if self._svc.call(conn, conn.protocol, Reason.CLIENT_FILTER_PRE_ESTABLISH, ev):
-            conn.handshake_headers = None
-            self._svc.kill(conn, "refused by CLIENT_FILTER_PRE_ESTABLISH")
-            return
-        self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
-        conn.enter(_WS)
-        conn.established = True
-        path = conn.client_info.path if conn.client_info is not None else "/"
-        _log.handshake(conn, path, ev.subprotocol, None, ev.extensions, ev.headers)
-        r = self._svc.call(conn, conn.protocol, Reason.CLIENT_ESTABLISHED, ev.subprotocol)
-        conn.handshake_headers = None
-        if r:
-            self._svc.close_gracefully(conn)
-            return
-        if conn.want_writable:
-            self._svc.ready.append(conn)  # asked for before the connection was established
-        if self.ping_interval and conn.phase is _WS:
-            self._svc.timers.schedule(conn, TimerKind.PING, self.ping_interval)
