@@ -378,9 +378,13 @@ class WSConnection:
 
         ``subprotocol`` must be one the client offered.  Emits :class:`Established`.
         """
-        if self.state is State.UPGRADE_PENDING and self._request_headers is not None:
+        if (
+            subprotocol is not None
+            and self.state is State.UPGRADE_PENDING
+            and self._request_headers is not None
+        ):
             offered = self._request_headers.get_list(b"sec-websocket-protocol")
-            if subprotocol is not None and subprotocol.encode("latin-1") not in offered:
+            if subprotocol.encode("latin-1") not in offered:
                 raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered")
         if len(extensions) > 1:
             raise LocalProtocolError("only one extension at a time is supported")
