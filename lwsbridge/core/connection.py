@@ -186,6 +186,16 @@ class WSConnection:
         return self._request_headers
 
     @property
+    def payload_remaining(self) -> int:
+        """Payload bytes of the data frame being received still to come (0: none).
+
+        A transport may read up to this many bytes in one go: they are delivered
+        straight from its buffer (see :meth:`receive_data`).
+        """
+        frames = self._frames
+        return frames.remaining if frames.in_payload and not self._buf else 0
+
+    @property
     def in_message_out(self) -> bool:
         """A message we send is unfinished: the next ``send_data`` continues it."""
         return self._out_in_message
@@ -226,6 +236,18 @@ class WSConnection:
         state = self.state
         if state is State.CLOSED:
             return  # RFC 6455 §7.1.1 / §5.5.1: input after the close is ignored
+        frames = self._frames
+        if state in _WS_STATES and frames.in_payload and data and not self._buf:
+            # Payload of the frame in progress, nothing before it: unmask it straight from
+            # ``data`` (one copy), not through the receive buffer (two more).
+            try:
+                used = frames.read_payload(data, self._events)
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+                return
+            if used == len(data):
+                return
+            data = memoryview(data)[used:]
         if data:
             self._buf.append(data)
         if state not in _WS_STATES:
@@ -233,7 +255,7 @@ class WSConnection:
             return
         # The hot path, as flat as it goes: one reader call for all the data frames here.
         try:
-            control = self._frames.read(self._buf.data, self._events)
+            control = frames.read(self._buf.data, self._events)
             if control is not None:
                 self._receive_frames(control)
         except RemoteProtocolError as exc:
@@ -356,9 +378,13 @@ class WSConnection:
 
         ``subprotocol`` must be one the client offered.  Emits :class:`Established`.
         """
-        if self.state is State.UPGRADE_PENDING and self._request_headers is not None:
+        if (
+            subprotocol is not None
+            and self.state is State.UPGRADE_PENDING
+            and self._request_headers is not None
+        ):
             offered = self._request_headers.get_list(b"sec-websocket-protocol")
-            if subprotocol is not None and subprotocol.encode("latin-1") not in offered:
+            if subprotocol.encode("latin-1") not in offered:
                 raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered")
         if len(extensions) > 1:
             raise LocalProtocolError("only one extension at a time is supported")

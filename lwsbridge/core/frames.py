@@ -204,6 +204,33 @@ class FrameReader:
         """Payload bytes of the current data frame still to come."""
         return self._remaining
 
+    @property
+    def in_payload(self) -> bool:
+        """The next input byte is payload of a data frame (and no output is held back)."""
+        return self._in_frame and not self._held
+
+    def read_payload(self, data: bytes | bytearray | memoryview, events: list[Event]) -> int:
+        """Deliver the front of ``data`` as payload of the data frame in progress.
+
+        The same delivery as :meth:`read` makes for payload bytes, without the bytes
+        first going through the receive buffer: the caller checked :attr:`in_payload`
+        and that nothing else is buffered.  Returns how many bytes of ``data`` were
+        payload (at most :attr:`remaining`); the rest is for :meth:`read`.
+        """
+        take = self._remaining if self._remaining <= len(data) else len(data)
+        if take == 0 and self._remaining:
+            return 0
+        mask = self._frame_mask
+        with memoryview(data) as mv, mv[:take] as view:
+            chunk = apply_mask(view, mask) if mask else bytes(view)
+        if mask:
+            r = take & 3
+            if r:
+                self._frame_mask = mask[r:] + mask[:r]
+        self._remaining -= take
+        self._deliver(chunk, events)
+        return take
+
     def read(self, buf: bytearray, events: list[Event]) -> tuple[int, bytes] | None:
         """Parse ``buf`` from the front, appending data pieces to ``events``.
 

@@ -36,6 +36,11 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 HeaderList = Sequence[tuple[str | bytes, str | bytes]]
 
+_PLAIN_101 = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
+
 
 def accept_key(key: bytes) -> bytes:
     """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (§4.2.2 item 5.4)."""
@@ -103,6 +108,10 @@ def build_accept(
     extra_headers: HeaderList = (),
 ) -> bytes:
     """The ``101 Switching Protocols`` response (§4.2.2 item 5)."""
+    if not subprotocol and not extensions and not extra_headers:
+        # The common answer, without build_head's per-field checks: the accept value is
+        # base64 (no CR or LF can reach the head).
+        return _PLAIN_101 + accept_key(key) + b"\r\n\r\n"
     fields: list[tuple[str | bytes, str | bytes]] = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),

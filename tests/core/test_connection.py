@@ -151,6 +151,50 @@ def test_half_a_frame_is_delivered_at_once(role: Role) -> None:
 
 
 @role_param
+def test_payload_pieces_from_views_unmasked_straight(role: Role) -> None:
+    # Payload of the frame in progress skips the receive buffer (receive_data's fast
+    # path): odd piece sizes rotate the mask, a memoryview of a reused buffer is copied
+    # out, a UTF-8 character split across pieces is still checked, and what follows
+    # the payload in the same piece is parsed as frames.
+    conn = open_conn(role)
+    payload = "€uro ".encode() * 20000  # 140000 bytes, 64-bit length
+    frame = peer_frame(role, 0x1, payload)
+    hlen = len(frame) - len(payload)
+    assert conn.payload_remaining == 0
+    conn.receive_data(frame[: hlen + 1])
+    assert conn.payload_remaining == len(payload) - 1
+    scratch = bytearray(70001)
+    got = [e.data for e in data_events(conn)]
+    pos = hlen + 1
+    for size in (7, 1, 70001, 3):
+        scratch[:size] = frame[pos : pos + size]
+        conn.receive_data(memoryview(scratch)[:size])
+        scratch[:size] = b"\xff" * size  # the core kept no view of the buffer
+        got += [e.data for e in data_events(conn)]
+        pos += size
+    assert conn.payload_remaining == len(frame) - pos
+    conn.receive_data(frame[pos:] + peer_frame(role, 0x2, b"next") + peer_frame(role, 0x9, b""))
+    events = conn.events()
+    assert conn.payload_remaining == 0
+    assert events[-2:] == [DataReceived(b"next", True, True, True, 0, True), Ping(b"")]
+    got += [e.data for e in events[:-2] if isinstance(e, DataReceived)]
+    assert b"".join(got) == payload
+    assert isinstance(events[-3], DataReceived) and events[-3].is_final
+
+
+@role_param
+def test_bad_utf8_in_payload_piece_fails_1007(role: Role) -> None:
+    conn = open_conn(role)
+    payload = b"a" * 70000 + b"\xff" + b"a" * 100
+    frame = peer_frame(role, 0x1, payload)
+    hlen = len(frame) - len(payload)
+    conn.receive_data(frame[: hlen + 10])
+    assert conn.payload_remaining
+    conn.receive_data(frame[hlen + 10 :])
+    assert_failed(conn, 1007)
+
+
+@role_param
 def test_header_only_gives_nothing_and_bytewise_reassembles(role: Role) -> None:
     conn = open_conn(role)
     payload = b"The quick brown fox " * 10

@@ -426,3 +426,51 @@ def test_client_oversized_response_head(mode: str) -> None:
     assert isinstance(events[0], HandshakeFailed)
     assert "larger than 300" in events[0].reason
     assert take(conn).chunks == [b""]
+
+
+# ------------------------------------------------------- fast path == line-by-line path
+
+_LINE_PIECES = [
+    b"GET /chat HTTP/1.1",
+    b"GET / HTTP/1.0",
+    b"GET / HTTP/2.0",
+    b"GET /a b HTTP/1.1",
+    b"Host: example.com",
+    b"Upgrade:websocket",
+    b"X-Empty:",
+    b"X-Pad: \t v a l \t ",
+    b"X-Obs: caf\xe9",
+    b"X-Colon: a:b",
+    b" folded",
+    b"\tfolded",
+    b"Bad Name: x",
+    b"X-Ctl: a\x01b",
+    b"X-Del: a\x7fb",
+    b"X-Cr: a\rb",
+    b": no name",
+    b"",
+]
+_ENDS = [b"\r\n", b"\n", b"\r\r\n"]
+
+
+def _parse_or_error(head: bytes) -> object:
+    try:
+        return parse_request_head(head)
+    except RemoteProtocolError as exc:
+        return (exc.status, exc.reason)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_head_path_agrees_with_line_path(seed: int) -> None:
+    # A leading empty line always takes the line-by-line path (RFC 9112 §2.2 lets it be
+    # ignored), so it is the oracle for the one-regex path: same result, same error.
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(50):
+        lines = [rng.choice(_LINE_PIECES[:4])]
+        lines += [rng.choice(_LINE_PIECES) for _ in range(rng.randrange(0, 6))]
+        head = b"".join(line + rng.choice(_ENDS) for line in lines) + rng.choice(_ENDS)
+        if rng.random() < 0.2:
+            head += rng.choice([b"\r\n", b"x", b""])
+        assert _parse_or_error(head) == _parse_or_error(b"\r\n" + head), head
