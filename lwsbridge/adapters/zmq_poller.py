@@ -9,29 +9,21 @@ The host keeps its own poll loop over ZeroMQ sockets and adds lwsbridge to it::
         ready = ws.handle(dict(poller.poll(ws.timeout(1000))))
         if sub in ready: ...  # the rest is the host's
 
-Where there is epoll (Linux), the context's fds are not registered in the host's
-poller one by one: they live in one epoll set of the adapter's, and only that epoll fd
-is registered in the poller (readable when any of them is ready), as the libwebsockets
-event-lib design allows.  ``zmq.Poller`` keeps a list: ``unregister`` is O(n) (it
-renumbers the entries after the removed one) and every ``poll`` converts the whole
-list, so with the fds in the poller a close storm of 20,000 connections cost O(n^2)
--- seconds of a stuck loop, during which no new client was served.  Without epoll the
-fds go into the poller directly: events are translated POLLIN=1/POLLOUT=4 <->
-zmq.POLLIN=1/zmq.POLLOUT=2, and zmq.POLLERR follows the revents rule
-(adapters/__init__).  Either way an fd with no events is not registered.
+Where there is epoll, the context's fds live in one nested epoll set and only its fd
+is registered in the poller (``adapters/_nested.py`` says why: a close storm).
+Without it the fds go into the poller directly: POLLIN=1/POLLOUT=4 <-> zmq.POLLIN=1/
+zmq.POLLOUT=2, and zmq.POLLERR follows the revents rule (adapters/__init__).  Either
+way an fd with no events is not registered.
 """
 
 from __future__ import annotations
 
-import errno
-import select
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lwsbridge.adapters._base import (
     POLLERR,
-    POLLHUP,
     POLLIN,
     POLLOUT,
     PassLoop,
@@ -39,6 +31,8 @@ from lwsbridge.adapters._base import (
     fold,
     run_until,
 )
+from lwsbridge.adapters._nested import AVAILABLE as NESTED
+from lwsbridge.adapters._nested import NestedEpoll
 from lwsbridge.vocabulary import Serviceable
 
 __all__ = ["ZmqPollerAdapter", "serve", "serve_forever"]
@@ -55,15 +49,6 @@ def _to_zmq(events: int) -> int:
     return (_ZIN if events & POLLIN else 0) | (_ZOUT if events & POLLOUT else 0)
 
 
-# Linux gives epoll the pollfd bit values: masks go into the nested set untranslated.
-_NESTED = hasattr(select, "epoll") and (
-    select.EPOLLIN,
-    select.EPOLLOUT,
-    select.EPOLLERR,
-    select.EPOLLHUP,
-) == (POLLIN, POLLOUT, POLLERR, POLLHUP)
-
-
 class ZmqPollerAdapter(PassLoop):
     """``ZmqPollerAdapter(context, poller)``: ``handle(dict(poller.poll(t)))``, ``timeout()``."""
 
@@ -77,10 +62,10 @@ class ZmqPollerAdapter(PassLoop):
         super().__init__(context)
         self.poller = poller
         #: the nested epoll set holding the context's fds (None: they are in the poller)
-        self._ep: select.epoll | None = select.epoll() if _NESTED else None
+        self._ep = NestedEpoll() if NESTED else None
         self._epfd = -1
         if self._ep is not None:
-            self._epfd = self._ep.fileno()
+            self._epfd = self._ep.fd
             poller.register(self._epfd, _ZIN)
         try:
             self._attach()
@@ -107,7 +92,7 @@ class ZmqPollerAdapter(PassLoop):
     def add_fd(self, fd: int, events: int) -> None:
         if events:
             if self._ep is not None:
-                self._ep.register(fd, events)
+                self._ep.set(fd, 0, events, self.name, "ADD")
             else:
                 self.poller.register(fd, _to_zmq(events))
 
@@ -117,34 +102,22 @@ class ZmqPollerAdapter(PassLoop):
             self._unregister(fd, "DEL")
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
-        if not new:
-            if old:
-                self._unregister(fd, "CHANGE")
-        elif self._ep is None:
+        if self._ep is not None:
+            if old or new:
+                self._ep.set(fd, old, new, self.name, "CHANGE")
+        elif new:
             self.poller.register(fd, _to_zmq(new))  # modifies when registered
-        else:
-            try:
-                if old:
-                    self._ep.modify(fd, new)
-                else:
-                    self._ep.register(fd, new)
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.EBADF):
-                    raise UnknownFdError(fd, "CHANGE", self.name) from None
-                raise
+        elif old:
+            self._unregister(fd, "CHANGE")
 
     def _unregister(self, fd: int, what: str) -> None:
+        if self._ep is not None:
+            self._ep.set(fd, 1, 0, self.name, what)
+            return
         try:
-            if self._ep is not None:
-                self._ep.unregister(fd)
-            else:
-                self.poller.unregister(fd)
+            self.poller.unregister(fd)
         except KeyError:
             raise UnknownFdError(fd, what, self.name) from None
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.EBADF):
-                raise UnknownFdError(fd, what, self.name) from None
-            raise
 
     # -- the host's loop -----------------------------------------------------------------
 
@@ -180,7 +153,7 @@ class ZmqPollerAdapter(PassLoop):
             elif key == self._epfd and self._ep is not None:
                 # The nested set: what is ready in it now (level-triggered: whatever
                 # is left over makes the epoll fd readable again for the next poll).
-                for fd, revents in self._ep.poll(0):
+                for fd, revents in self._ep.ready():
                     if fd not in closed:
                         ctx.service_fd(fd, fold(revents))
             # An fd closed earlier in this pass is skipped (stale); service_fd gives

@@ -169,7 +169,7 @@ def test_zmq_without_epoll_registers_the_fds_in_the_poller(monkeypatch) -> None:
 
     from lwsbridge.adapters import zmq_poller
 
-    monkeypatch.setattr(zmq_poller, "_NESTED", False)
+    monkeypatch.setattr(zmq_poller, "NESTED", False)
     ctx = build_context(0, HOST, 1 << 16)
     poller = zmq.Poller()
     clients: list[socket.socket] = []
