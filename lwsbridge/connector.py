@@ -124,6 +124,19 @@ class Connector:
             return f"connect to {peer[0]} port {peer[1]} failed: {os.strerror(err)}"
         return None
 
+    @staticmethod
+    def request_target(info: ClientConnectInfo) -> tuple[str, list[str]]:
+        """The Host header and the subprotocols to offer for a client's upgrade request."""
+        if info.subprotocols is not None:
+            offered = list(info.subprotocols)
+        else:
+            offered = [info.protocol] if info.protocol else []
+        host = info.host
+        if host is None:
+            h = f"[{info.address}]" if ":" in info.address else info.address
+            host = h if info.port in (80, 443) else f"{h}:{info.port}"
+        return host, offered
+
     def tls_for(self, info: ClientConnectInfo) -> TLSTransport:
         """The TLS transport for a client asking for ``ssl`` (its settings or the default)."""
         settings = info.ssl if isinstance(info.ssl, ClientTLS) else self._tls_default

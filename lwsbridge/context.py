@@ -420,7 +420,21 @@ class Context:
         if self._destroyed:
             return
         self._draining = True
-        self._svc.drain(code, reason)
+        listener = self._svc.listener
+        if listener is not None:
+            self._svc.poll.discard(listener.fd)
+            listener.close()
+            self._svc.listener = None
+        for conn in list(self._svc.conns.values()):
+            if conn.client_info is not None or not conn.alive:
+                continue
+            if conn.phase is _WS:
+                conn.close_reason(code, reason)
+                self._svc.close_gracefully(conn)
+            elif conn.phase is _HTTP and conn.responded and not conn.output and not conn.file:
+                # idle between keep-alive requests; a connection still waiting for its
+                # first request is kept: it gets its answer (a 503 for an upgrade)
+                self._svc.kill(conn, "draining")
 
     @property
     def draining(self) -> bool:

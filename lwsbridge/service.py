@@ -497,14 +497,7 @@ class Service:
         if self.call(conn, conn.protocol, Reason.CLIENT_APPEND_HANDSHAKE_HEADER, extra):
             self.kill(conn, "refused by CLIENT_APPEND_HANDSHAKE_HEADER")
             return
-        if info.subprotocols is not None:
-            offered = list(info.subprotocols)
-        else:
-            offered = [info.protocol] if info.protocol else []
-        host = info.host
-        if host is None:
-            h = f"[{info.address}]" if ":" in info.address else info.address
-            host = h if info.port in (80, 443) else f"{h}:{info.port}"
+        host, offered = self.connector.request_target(info)
         try:
             factory = conn.protocol.deflate_factory()
             exts = [factory] if factory is not None else []
@@ -667,21 +660,3 @@ class Service:
                 # A pipelined request may already be parsed.
                 self.drain_events(conn)
             return
-
-    def drain(self, code: int, reason: str) -> None:
-        """Close the listener and every server connection gracefully (Context.drain)."""
-        listener = self.listener
-        if listener is not None:
-            self.poll.discard(listener.fd)
-            listener.close()
-            self.listener = None
-        for conn in list(self.conns.values()):
-            if conn.client_info is not None or not conn.alive:
-                continue
-            if conn.phase is _WS:
-                conn.close_reason(code, reason)
-                self.close_gracefully(conn)
-            elif conn.phase is _HTTP and conn.responded and not conn.output and not conn.file:
-                # idle between keep-alive requests; a connection still waiting for its
-                # first request is kept: it gets its answer (a 503 for an upgrade)
-                self.kill(conn, "draining")
