@@ -150,6 +150,22 @@ class PassLoop(Adapter):
     def run_once(self, timeout_ms: int | None = None) -> Any:
         raise NotImplementedError
 
+    def timeout(self, user_ms: int | None = None) -> int | None:
+        """The timeout for ``poller.poll``: the smaller of ``user_ms`` and the context's.
+
+        Runs the context's ``service_pending()`` first when it is due now.  None: no limit.
+        """
+        ctx = self.context
+        nt = ctx.next_timeout()
+        if nt == 0:
+            ctx.service_pending()
+            nt = ctx.next_timeout()
+        if nt is None:
+            return user_ms
+        if user_ms is None or user_ms < 0:
+            return nt
+        return min(nt, user_ms)
+
     def run_forever(self) -> None:
         """:meth:`run_once` until :meth:`stop`."""
         self._stopping = False

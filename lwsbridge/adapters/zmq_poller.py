@@ -121,22 +121,6 @@ class ZmqPollerAdapter(PassLoop):
 
     # -- the host's loop -----------------------------------------------------------------
 
-    def timeout(self, user_ms: int | None = None) -> int | None:
-        """The timeout for ``poller.poll``: the smaller of ``user_ms`` and the context's.
-
-        Runs the context's ``service_pending()`` first when it is due now.  None: no limit.
-        """
-        ctx = self.context
-        nt = ctx.next_timeout()
-        if nt == 0:
-            ctx.service_pending()
-            nt = ctx.next_timeout()
-        if nt is None:
-            return user_ms
-        if user_ms is None or user_ms < 0:
-            return nt
-        return min(nt, user_ms)
-
     def handle(self, poll_result: Mapping[Any, int] | Iterable[tuple[Any, int]]) -> dict[Any, int]:
         """Service our fds in a ``poller.poll()`` result; return the rest (the host's).
 
