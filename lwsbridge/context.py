@@ -241,16 +241,17 @@ class Context:
         the revents left over -- 0 when handled, ``revents`` unchanged when foreign.
         """
         self._check_thread()
+        watched = self._svc.poll.watched
         if isinstance(pollfd, int):
             if revents is None:
                 raise TypeError("service_fd(fd, revents) needs revents")
             fd, rev = pollfd, revents
-            if fd not in self._svc.poll:
+            if fd not in watched:
                 return rev
             self._svc.service_guarded(fd, rev)
             return 0
         fd = pollfd.fd
-        if fd not in self._svc.poll:
+        if fd not in watched:
             return False
         rev = pollfd.revents
         pollfd.revents = 0

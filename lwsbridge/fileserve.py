@@ -151,11 +151,6 @@ class FileServer:
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
         return Lookup(FileStream(f, st.st_size), os.path.basename(full), st.st_mtime, etag)
 
-    def open(self, path: str) -> FileStream | None:
-        """The file for a request path, opened; None when missing, refused or a directory
-        without its slash."""
-        return self.lookup(path).stream
-
 
 def _not_modified(found: Lookup, headers: dict[str, str]) -> bool:
     inm = headers.get("if-none-match")

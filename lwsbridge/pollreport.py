@@ -34,10 +34,12 @@ Notify = Callable[[Reason, Any], Any]
 class PollReporter:
     """Owns the poll set and the sink; reports every change to both."""
 
-    __slots__ = ("_notify", "_set", "_sink")
+    __slots__ = ("_notify", "_set", "_sink", "watched")
 
     def __init__(self, notify: Notify, sink: PollSink | None = None) -> None:
         self._set = PollSet()
+        #: fd -> events of every fd watched (a live read-only view)
+        self.watched = self._set.watched
         self._sink = sink
         self._notify = notify
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lwsbridge import log as _log
-from lwsbridge.adoption import AdoptedFds, FdHandler
+from lwsbridge.adoption import AdoptedFds
 from lwsbridge.connection import Connection
 from lwsbridge.connector import Addresses, Connector
 from lwsbridge.core.connection import WSConnection
@@ -43,7 +43,7 @@ from lwsbridge.wakeup import USER, Wakeup
 if TYPE_CHECKING:
     from lwsbridge.context import Context
 
-__all__ = ["FdHandler", "Handler", "Service"]  # FdHandler: from lwsbridge.adoption
+__all__ = ["Handler", "Service"]
 
 #: ``handler(conn, event)``: the context's meaning of one core event
 Handler = Callable[[Connection, Any], None]

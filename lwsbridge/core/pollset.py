@@ -7,8 +7,10 @@ Constants are the Linux ``struct pollfd`` bits lws uses; adapters translate them
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from types import MappingProxyType
 
 __all__ = [
     "POLLERR",
@@ -66,10 +68,13 @@ class PollChange:
 class PollSet:
     """The events currently requested per fd, and the diff to a new wish."""
 
-    __slots__ = ("_current",)
+    __slots__ = ("_current", "watched")
 
     def __init__(self) -> None:
         self._current: dict[int, int] = {}
+        #: fd -> events, read-only and live: ``fd in watched`` is one C-level lookup
+        #: (``service_fd`` asks it for every ready fd)
+        self.watched: Mapping[int, int] = MappingProxyType(self._current)
 
     def __contains__(self, fd: object) -> bool:
         return fd in self._current
