@@ -50,6 +50,7 @@ class Connection:
         "handshake_headers",
         "held",
         "http_method",
+        "in_ready",
         "output",
         "peer",
         "protocol",
@@ -93,6 +94,8 @@ class Connection:
         self.established = False
         self.output = Output()
         self.want_writable = False
+        #: on the service's ready queue (forced service), so it is queued once
+        self.in_ready = False
         self.rx_enabled = True
         #: events kept while reading is paused (rx_flow_control)
         self.held: deque[Any] = deque()

@@ -342,7 +342,7 @@ class Context:
         if conn.client_info is not None and not conn.established:
             return  # kept for after CLIENT_ESTABLISHED
         if conn.output.writable and not conn.output and self.writeable_same_pass:
-            self._svc.ready.append(conn)
+            self._svc.make_ready(conn)
         else:
             self._svc.update_interest(conn)
 
@@ -525,7 +525,7 @@ class Context:
             return
         conn.rx_enabled = enable
         if enable and (conn.held or conn.core.pending()):
-            self._svc.ready.append(conn)
+            self._svc.make_ready(conn)
         self._svc.update_interest(conn)
 
     def set_timer(self, conn: Connection, seconds: float | None) -> None:

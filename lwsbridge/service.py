@@ -340,7 +340,7 @@ class Service:
         if conn.alive and tls.has_input():
             # Plaintext decrypted or records received but not yet read: forced service,
             # no poll event will come for bytes already off the socket.
-            self.ready.append(conn)
+            self.make_ready(conn)
         if conn.alive:
             self._tls_pump(conn, tls)
 
@@ -364,7 +364,7 @@ class Service:
             self.queue_output(conn)
             if core.pending() and conn.rx_enabled:
                 # An extension holds inflated data back: forced service delivers it.
-                self.ready.append(conn)
+                self.make_ready(conn)
 
     def _dispatch(self, conn: Connection, events: Iterable[Any]) -> None:
         """Turn core events into callbacks, in order; stop if the connection dies."""
@@ -384,17 +384,27 @@ class Service:
             return  # a client still connecting watches POLLOUT for the connect itself
         # No reading while events or inflated data wait: input stays in the kernel.
         events = POLLIN if conn.rx_enabled and not conn.held and not conn.core.pending() else 0
-        if (
-            conn.output
-            or conn.file is not None
-            or (
-                conn.want_writable
-                and (conn.established or conn.client_info is None)
-                and not (conn.output.writable and self._ctx.writeable_same_pass)
-            )
-        ):
+        out = conn.output
+        # A client's WRITEABLE waits for CLIENT_ESTABLISHED, which makes it ready then.
+        wants = conn.want_writable and (conn.established or conn.client_info is None)
+        if out or conn.file is not None:
             events |= POLLOUT
+        elif wants:
+            if out.writable and self._ctx.writeable_same_pass:
+                # Known writable: delivered by forced service, not by a POLLOUT round.
+                # Deciding that here, whichever path emptied the output, keeps the
+                # WRITEABLE from being lost (inside its own WRITEABLE the loop has it).
+                if self.writing is not conn:
+                    self.make_ready(conn)
+            else:
+                events |= POLLOUT
         self.poll.want(conn.fd, events)
+
+    def make_ready(self, conn: Connection) -> None:
+        """Queue ``conn`` for forced service (once: it is not queued twice)."""
+        if not conn.in_ready:
+            conn.in_ready = True
+            self.ready.append(conn)
 
     def close_gracefully(self, conn: Connection) -> None:
         """A callback said close: close frame when open, else just close."""
@@ -526,23 +536,9 @@ class Service:
     def flush(self, conn: Connection) -> None:
         sock = conn.sock
         assert sock is not None  # output exists only once connected
-        out = conn.output
-        had = bool(out)
-        end = out.flush(sock)
+        end = conn.output.flush(sock)
         if end is not None:
             self.kill(conn, end or None)
-        elif (
-            had
-            and not out
-            and conn.want_writable
-            and self.writing is not conn
-            and self._ctx.writeable_same_pass
-            and (conn.established or conn.client_info is None)  # a client's waits for
-        ):  # CLIENT_ESTABLISHED, which queues it then
-            # The kernel took the rest, so update_interest drops POLLOUT and counts on
-            # the ready queue for the WRITEABLE that is still wanted: queue it here,
-            # whichever path flushed (a read's queue_output, the end of a WRITEABLE).
-            self.ready.append(conn)
 
     def _writeable(self, conn: Connection) -> None:
         """Deliver WRITEABLE while it is wanted and the socket takes the data."""
@@ -576,7 +572,7 @@ class Service:
             self.flush(conn)
         if n >= limit and conn.want_writable and not out and conn.alive:
             if self._ctx.writeable_same_pass:
-                self.ready.append(conn)  # fairness cap reached: carry on next pass
+                self.make_ready(conn)  # fairness cap reached: carry on next pass
             else:
                 self.update_interest(conn)
 
@@ -585,6 +581,7 @@ class Service:
         ready = self.ready
         for _ in range(len(ready)):
             conn = ready.popleft()
+            conn.in_ready = False
             if not conn.alive:
                 continue
             if conn.held and conn.rx_enabled:

@@ -112,6 +112,6 @@ class WsRole:
             self._svc.close_gracefully(conn)
             return
         if conn.want_writable:
-            self._svc.ready.append(conn)  # asked for before the connection was established
+            self._svc.make_ready(conn)  # asked for before the connection was established
         if ctx.ping_interval and conn.phase is _WS:
             self._svc.timers.schedule(conn, TimerKind.PING, ctx.ping_interval)
