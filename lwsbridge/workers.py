@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import select
 import signal
@@ -132,11 +133,14 @@ def run(
 ) -> int:
     """Serve ``build_context()`` with ``n`` processes until SIGTERM/SIGINT; returns 0.
 
-    Raises ValueError for ``n < 1`` or (``n > 1``) without SO_REUSEPORT balancing,
-    and :class:`WorkerStartError` when the first workers cannot start.
+    Raises ValueError for ``n < 1``, a negative or non-finite ``drain_timeout``, or
+    (``n > 1``) without SO_REUSEPORT balancing, and :class:`WorkerStartError` when the
+    first workers cannot start.
     """
     if n < 1:
         raise ValueError(f"the number of workers must be at least 1, not {n}")
+    if not (drain_timeout >= 0 and math.isfinite(drain_timeout)):
+        raise ValueError(f"drain_timeout must be 0 or more seconds, not {drain_timeout!r}")
     if n == 1:
         return _run_single(build_context, loop, drain_timeout)
     if not reuse_port_supported():

@@ -98,6 +98,17 @@ def seconds_arg(text: str) -> float:
     return secs
 
 
+def drain_seconds_arg(text: str) -> float:
+    """argparse ``type`` of a drain time: zero (close at once) or more seconds."""
+    try:
+        secs = float(text)
+    except ValueError:
+        secs = math.nan
+    if not (secs >= 0 and math.isfinite(secs)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return secs
+
+
 def check_loop(parser: argparse.ArgumentParser, loop: str | None) -> None:
     """Refuse ``--loop NAME`` (exit 2) when its library is missing, naming the extra.
 
@@ -196,7 +207,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--drain-timeout",
-        type=float,
+        type=drain_seconds_arg,
         default=10.0,
         metavar="SECS",
         help="with --workers: how long a stopping worker waits for its connections to "

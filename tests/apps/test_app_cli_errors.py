@@ -213,6 +213,12 @@ def test_ping_interval_must_be_positive(value: str) -> None:
     refused(proc, "demo_server", 2, "--ping-interval", repr(value))
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_drain_timeout_must_not_be_negative(value: str) -> None:
+    proc = run_app("echo_server", "-p", "0", "-i", HOST, "--drain-timeout", value)
+    refused(proc, "echo_server", 2, "--drain-timeout", repr(value))
+
+
 # -- short options mean the same in every app -----------------------------------------
 
 

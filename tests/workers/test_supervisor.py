@@ -190,3 +190,15 @@ def test_log_lines_carry_the_worker_tag() -> None:
             lwslog.set_log_level(old_levels, old_emit)
     assert lines == ["[w3] accepted 1", "untagged"]
     assert formatted.endswith("W: [w3] hi")
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_run_refuses_a_negative_drain_timeout(bad: float) -> None:
+    # Refused before anything starts: no fork, no context built.
+    def build() -> Context:
+        raise AssertionError("built a context for a refused drain_timeout")
+
+    with pytest.raises(ValueError, match="drain_timeout must be 0 or more seconds"):
+        workers.run(build, 1, drain_timeout=bad)
+    with pytest.raises(ValueError, match="drain_timeout must be 0 or more seconds"):
+        workers.run(build, 2, drain_timeout=bad)
