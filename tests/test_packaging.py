@@ -64,6 +64,16 @@ def test_classifiers_python_versions_and_os() -> None:
     assert _pyproject()["project"]["requires-python"] == ">=3.10"
 
 
+def test_project_urls_are_real_https_addresses() -> None:
+    urls = _pyproject()["project"]["urls"]
+    assert urls
+    for label, url in urls.items():
+        assert re.fullmatch(r"https://[a-z0-9.-]+\.[a-z]+/\S*", url), (label, url)
+    # They reach the installed metadata (Project-URL), which twine check and PyPI show.
+    meta = importlib.metadata.metadata("lwsbridge").get_all("Project-URL") or []
+    assert {m.split(", ", 1)[1] for m in meta} == set(urls.values())
+
+
 def test_extras() -> None:
     extras = _pyproject()["project"]["optional-dependencies"]
     assert [r for r in extras["uvloop"] if r.startswith("uvloop")]
