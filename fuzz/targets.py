@@ -243,12 +243,25 @@ def compare(whole: Trace, split: Trace, what: str) -> None:
     check(
         len(a) == len(b)
         and a[:-1] == b[:-1]
-        and _same_failure(a[-1], b[-1], what.endswith("_deflate")),
+        and _same_failure(a[-1], b[-1], _deflate_in_use(what, a)),
         lambda: f"{what}: events up to the failure differ\n{a}\n{b}",
     )
     m, n = bytes(whole.message), bytes(split.message)
     check(m.startswith(n) or n.startswith(m), lambda: f"{what}: cut-off messages differ")
     check(whole.eof and split.eof, lambda: f"{what}: failed without ending the transport")
+
+
+def _deflate_in_use(what: str, items: list[tuple[object, ...]]) -> bool:
+    """permessage-deflate is on: the target says so, or a handshake in the trace agreed it."""
+    if what.endswith("_deflate"):
+        return True
+    for item in items:
+        for ev in item:
+            if isinstance(ev, Established) and any(
+                ext.name == "permessage-deflate" for ext in ev.extensions
+            ):
+                return True
+    return False
 
 
 def _until_failure(items: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
