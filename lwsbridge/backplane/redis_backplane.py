@@ -8,6 +8,14 @@ installed).  A lost connection is closed and opened again after a backoff that d
 from ``backoff`` up to ``max_backoff``; the subscribing one then subscribes again to
 every channel.
 
+A connection that is up but silent -- Redis frozen, a peer host gone without a FIN or
+RST, a dropped NAT entry -- would otherwise never be noticed on the subscribing side,
+which only reads.  Each connection therefore sends PING every ``health_interval``
+seconds while up (allowed in subscribed mode too) and counts any bytes read as life;
+a PING still unanswered at the next tick makes it lost, so a silent connection is
+given up within ``2 * health_interval``.  A connect that neither succeeds nor fails
+(SYNs dropped) is given up after ``connect_timeout``.  Both then reconnect as above.
+
 Delivery is at-most-once (docs/scaling.md): a message published while either
 connection is down is not delivered -- :meth:`RedisBackplane.publish` returns False
 while the publishing connection is down, and Redis does not keep messages for a
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +40,7 @@ from lwsbridge.timers import TimerHandle
 __all__ = ["RedisBackplane"]
 
 _READ_SIZE = 256 * 1024
+_PING = encode_command(b"PING")
 
 
 class _Link:
@@ -47,6 +57,8 @@ class _Link:
         on_down: Callable[[], None],
         backoff: float,
         max_backoff: float,
+        health_interval: float,
+        connect_timeout: float,
     ) -> None:
         self._ctx = ctx
         self._family, self._sockaddr = addr
@@ -58,8 +70,16 @@ class _Link:
         self._fd = -1
         self._reader: Reader = make_reader()
         self._timer: TimerHandle | None = None
+        #: the connect timeout until Redis has answered, then the PING tick
+        self._watch: TimerHandle | None = None
+        self._health_interval = health_interval
+        self._connect_timeout = connect_timeout
+        #: a PING was sent and nothing has been read since
+        self._unanswered = False
         self._closed = False
-        #: True once connected, until the connection is lost
+        #: the TCP connection is established (Redis may not have answered yet)
+        self._tcp = False
+        #: True once Redis has answered the greeting PING, until the connection is lost
         self.up = False
         #: bytes waiting for the kernel
         self.out = bytearray()
@@ -92,23 +112,47 @@ class _Link:
             self._fd = -1
             sock.close()
             self._retry(f"the loop refused the socket: {exc}")
+            return
+        self._arm(self._connect_timeout, self._connect_timed_out)
+
+    def _arm(self, delay: float, fn: Callable[[], None]) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        self._watch = self._ctx.call_later(delay, fn) if delay > 0 else None
+
+    def _connect_timed_out(self) -> None:
+        self._watch = None
+        if self._sock is not None and not self.up:
+            self._lost(f"connect: no answer from Redis in {self._connect_timeout:g} s")
+
+    def _tick(self) -> None:
+        """The health check: the last PING must have been answered by now."""
+        self._watch = None
+        if self._sock is None or not self.up:
+            return
+        if self._unanswered:
+            self._lost(f"no answer to PING in {self._health_interval:g} s")
+            return
+        self._unanswered = True
+        self.send(_PING)
+        if self._sock is not None:
+            self._arm(self._health_interval, self._tick)
 
     def _ready(self, fd: int, revents: int) -> None:
         sock = self._sock
         if sock is None or fd != self._fd:
             return
-        if not self.up:
+        if not self._tcp:
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 self._lost(f"connect: {errno.errorcode.get(err, err)}")
                 return
-            self.up = True
-            self._backoff = self._backoff0
-            if self._failures:
-                logger.log(NOTICE, "backplane: %s connected again", self.name)
-            self._failures = 0
-            self._ctx.set_fd_events(fd, POLLIN)
-            self._on_up()
+            # Connected is not yet "up": a stopped or overloaded Redis still completes
+            # the TCP handshake in the kernel.  Up means Redis answered this PING (the
+            # connect timeout keeps running until then).
+            self._tcp = True
+            self.out += _PING
+            self.flush()
             return
         if revents & POLLOUT:
             self.flush()
@@ -126,17 +170,35 @@ class _Link:
         if not data:
             self._lost("closed by the server")
             return
+        self._unanswered = False  # any bytes from Redis say the connection lives
         reader = self._reader
         try:
             reader.feed(data)
             while (reply := reader.gets()) is not False:
-                self._on_reply(reply)
+                if self.up:
+                    self._on_reply(reply)
+                else:
+                    self._greeted(reply)
                 if self._sock is not sock:
                     return  # lost or closed by a callback
         except Exception as exc:
             # Not RESP (not a Redis server?), or our bug: this connection is unusable.
             logger.exception("backplane: %s: bad reply", self.name)
             self._lost(f"bad reply: {exc}")
+
+    def _greeted(self, reply: Any) -> None:
+        """Redis answered the greeting PING: the link is up (or refused, e.g. NOAUTH)."""
+        if isinstance(reply, ReplyError):
+            self._lost(f"Redis answered PING with an error: {reply}")
+            return
+        self.up = True
+        self._backoff = self._backoff0
+        if self._failures:
+            logger.log(NOTICE, "backplane: %s connected again", self.name)
+        self._failures = 0
+        self._unanswered = False
+        self._arm(self._health_interval, self._tick)
+        self._on_up()
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` and write what the kernel takes (only while up)."""
@@ -145,7 +207,7 @@ class _Link:
 
     def flush(self) -> None:
         sock = self._sock
-        if sock is None or not self.up:
+        if sock is None or not self._tcp:
             return
         out = self.out
         if out:
@@ -178,6 +240,11 @@ class _Link:
         self._timer = self._ctx.call_later(delay, self.open)
 
     def _drop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._unanswered = False
+        self._tcp = False
         self.up = False
         self.out.clear()  # at-most-once: what the old connection did not take is lost
         if self._sock is not None:
@@ -201,7 +268,8 @@ class RedisBackplane:
     ``on_status(up)`` is called when both connections are up (True) and when one of
     them is lost (False): between the two, messages are lost.  ``max_buffer`` bounds
     the bytes waiting to be written to Redis; beyond it :meth:`publish` drops the
-    message and returns False.
+    message and returns False.  ``health_interval`` and ``connect_timeout`` (seconds;
+    0 turns either off) bound how long a silent or hanging connection goes unnoticed.
     """
 
     def __init__(
@@ -214,6 +282,8 @@ class RedisBackplane:
         backoff: float = 0.05,
         max_backoff: float = 2.0,
         max_buffer: int = 8 << 20,
+        health_interval: float = 5.0,
+        connect_timeout: float = 5.0,
         url: str | None = None,
     ) -> None:
         self.url = url or f"redis://{host}:{port}"
@@ -227,7 +297,18 @@ class RedisBackplane:
         self._dropping = False
         #: channels Redis has confirmed (SUBSCRIBE answered), for :meth:`subscribed`
         self._active: set[str] = set()
-        common: dict[str, Any] = {"backoff": backoff, "max_backoff": max_backoff}
+        for name, value in (
+            ("health_interval", health_interval),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be 0 (off) or more seconds, not {value!r}")
+        common: dict[str, Any] = {
+            "backoff": backoff,
+            "max_backoff": max_backoff,
+            "health_interval": health_interval,
+            "connect_timeout": connect_timeout,
+        }
         self._sub = _Link(
             context,
             (family, sockaddr),

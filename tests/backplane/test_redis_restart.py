@@ -110,3 +110,64 @@ def test_out_of_fds_is_retried_like_a_refusal(
         assert bp.connected
     finally:
         bp.close()
+
+
+def test_a_silent_redis_is_noticed_and_left_until_it_answers(
+    redis: RedisServer, make_ctx: Callable[..., Context]
+) -> None:
+    """A stopped Redis keeps its TCP connections open and the kernel still accepts new
+    ones: only the health check (PING unanswered) and the connect timeout (greeting
+    PING unanswered) can tell.  It is given up, not counted as up while it is silent,
+    and used again once it answers."""
+    ctx = make_ctx(quiet_protocols())
+    status: list[bool] = []
+    bp = connect(
+        ctx,
+        redis.url,
+        max_backoff=0.2,
+        health_interval=0.2,
+        connect_timeout=0.3,
+        on_status=status.append,
+    )
+    assert isinstance(bp, RedisBackplane)
+    try:
+        inbox = Inbox()
+        bp.subscribe("news", inbox)
+        until_flowing([ctx], bp, "news", inbox)
+        assert status == [True]
+
+        redis.freeze()
+        pump([ctx], lambda: not bp.connected, what="the health check to give up")
+        assert status == [True, False]
+        # Silent, it stays down: reconnects complete in the kernel, but a connection
+        # that Redis has not answered is never up (a fixed number of service passes,
+        # each one through at least one reconnect's connect timeout or backoff).
+        for _ in range(40):
+            ctx.service(25)
+            assert not bp.connected
+        assert status == [True, False]
+        assert bp.publish("news", b"lost") is False
+
+        redis.thaw()
+        pump(
+            [ctx],
+            lambda: bp.connected and bp.subscribed("news"),
+            timeout=RECONNECT_BOUND,
+            what="reconnect and SUBSCRIBE again after the thaw",
+        )
+        assert status == [True, False, True]
+        assert bp.publish("news", b"after")
+        pump([ctx], lambda: inbox.data() == [b"after"], what="the message after the thaw")
+    finally:
+        redis.thaw()
+        bp.close()
+
+
+@pytest.mark.parametrize("option", ["health_interval", "connect_timeout"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_health_options_are_checked(
+    redis: RedisServer, make_ctx: Callable[..., Context], option: str, bad: float
+) -> None:
+    ctx = make_ctx(quiet_protocols())
+    with pytest.raises(ValueError, match=option):
+        connect(ctx, redis.url, **{option: bad})

@@ -8,6 +8,7 @@ skips, or fails with ``LWSBRIDGE_REQUIRE_PEERS=1``.  Nothing is persisted (``--s
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -56,9 +57,21 @@ class RedisServer:
             )
         return wait_accepting(self.proc, self.port, time.monotonic() + timeout)
 
+    def freeze(self) -> None:
+        """SIGSTOP it: its connections stay open and the kernel still completes new
+        TCP handshakes, but nothing answers -- a hung or unreachable server."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop it by PID (SIGTERM, then SIGKILL)."""
         if self.proc is not None:
+            self.thaw()  # a frozen server would not act on SIGTERM
             stop_process(self.proc)
             self.proc = None
 
