@@ -3,16 +3,21 @@
 Generalizes what ``tests/ops/test_ops_keepalive.py`` builds by hand (two namespaces
 joined by a veth pair).  Everything made here is removed on exit, also when the test
 fails; names carry the test process's PID so parallel runs do not collide.
+``exec_in`` runs a command in a namespace; ``socket_in`` / ``connect_in`` give the test
+process itself sockets in one (clients "on" another host).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -45,6 +50,12 @@ def require_netns() -> None:
         missing_peer("network namespaces", f"`ip netns add` failed: {exc}")
     with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
         ip("netns", "del", probe)
+
+
+def exec_in(ns: str) -> list[str]:
+    """The command prefix running a program in namespace ``ns``.  ``ip netns exec``
+    execs the program, so the process's PID is the program's: it is stopped by PID."""
+    return ["ip", "netns", "exec", ns]
 
 
 def unique_name(tag: str) -> str:
@@ -107,3 +118,55 @@ def veth_pair() -> Iterator[VethPair]:
             ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
             ip("-n", ns, "link", "set", dev, "up")
         yield VethPair(ns_a, ns_b, dev_a, dev_b, addr_a, addr_b)
+
+
+# ------------------------------------------------------- sockets of the test process in a namespace
+
+_CLONE_NEWNET = 0x40000000
+
+
+def socket_in(
+    ns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+) -> socket.socket:
+    """A socket of this process made inside namespace ``ns``.
+
+    A socket belongs to the namespace it was made in for its whole life, whichever
+    thread then uses it; so a short-lived thread enters ``ns`` (setns(2), which moves
+    only the calling thread; Python 3.11 has no ``os.setns``), makes the socket and
+    ends.  The test's own threads never change namespace, and the test can hold
+    clients "on" several hosts at once without a subprocess per client."""
+    made: list[socket.socket | BaseException] = []
+
+    def enter_and_make() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({ns}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            made.append(socket.socket(family, kind))
+        except BaseException as exc:
+            made.append(exc)
+
+    t = threading.Thread(target=enter_and_make, name=f"setns-{ns}")
+    t.start()
+    t.join()
+    result = made[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def connect_in(ns: str, address: tuple[str, int], timeout: float = 10.0) -> socket.socket:
+    """A TCP connection from namespace ``ns`` to ``address`` (blocking, ``timeout``)."""
+    sock = socket_in(ns)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

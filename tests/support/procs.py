@@ -36,10 +36,17 @@ def console_script(name: str) -> list[str]:
     return [sys.executable, "-m", _APP_MODULES[name]]
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (bind port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
+def free_port(host: str = HOST, netns: str | None = None) -> int:
+    """A TCP port on ``host`` that was free a moment ago (bind port 0), inside namespace
+    ``netns`` when given."""
+    if netns is None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    else:
+        from support.netns import socket_in
+
+        sock = socket_in(netns)
+    with sock as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -72,14 +79,26 @@ def stop_group(proc: subprocess.Popen[str], grace: float = STOP_GRACE) -> None:
         proc.wait(timeout=grace)
 
 
-def wait_accepting(proc: subprocess.Popen[bytes], port: int, deadline: float) -> bool:
-    """Whether ``proc`` accepts on loopback ``port`` before ``deadline`` (monotonic);
-    False as soon as it exits.  The probe sends no bytes."""
+def wait_accepting(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    deadline: float,
+    host: str = HOST,
+    netns: str | None = None,
+) -> bool:
+    """Whether ``proc`` accepts on ``host``:``port`` (from namespace ``netns`` when given)
+    before ``deadline`` (monotonic); False as soon as it exits.  The probe sends no bytes."""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
-            with socket.create_connection((HOST, port), timeout=0.5):
+            if netns is None:
+                probe = socket.create_connection((host, port), timeout=0.5)
+            else:
+                from support.netns import connect_in
+
+                probe = connect_in(netns, (host, port), timeout=0.5)
+            with probe:
                 return True
         except OSError:
             time.sleep(0.05)

@@ -1,4 +1,5 @@
-"""The real ``lwsbridge-zmq-proxy`` command on free loopback ports, stopped by PID."""
+"""The real ``lwsbridge-zmq-proxy`` command on free loopback ports (or on an address in
+a network namespace), stopped by PID."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from support.netns import exec_in, socket_in
 from support.procs import HOST, stop_process, wait_accepting
 
 __all__ = ["ZmqProxy", "free_port_pair", "proxy_command", "zmq_proxy"]
@@ -23,17 +25,23 @@ def proxy_command() -> list[str]:
     return [sys.executable, "-m", "lwsbridge.apps.zmq_proxy"]
 
 
-def free_port_pair(attempts: int = 50) -> int:
-    """A loopback port P such that P and P+1 were both free a moment ago."""
+def free_port_pair(attempts: int = 50, host: str = HOST, netns: str | None = None) -> int:
+    """A port P such that P and P+1 on ``host`` were both free a moment ago, looked up
+    inside namespace ``netns`` when given (where the proxy will run: the root
+    namespace's loopback may be crowded by other tests, a fresh namespace is not)."""
+
+    def new_socket() -> socket.socket:
+        return socket.socket() if netns is None else socket_in(netns)
+
     for _ in range(attempts):
-        with socket.socket() as a:
-            a.bind((HOST, 0))
+        with new_socket() as a:
+            a.bind((host, 0))
             port = int(a.getsockname()[1])
             if port >= 65535:
                 continue
-            with socket.socket() as b:
+            with new_socket() as b:
                 try:
-                    b.bind((HOST, port + 1))
+                    b.bind((host, port + 1))
                 except OSError:
                     continue
                 return port
@@ -41,14 +49,17 @@ def free_port_pair(attempts: int = 50) -> int:
 
 
 class ZmqProxy:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, log_path: Path, host: str = HOST
+    ) -> None:
         self.proc = proc
         self.port = port
         self.log_path = log_path
+        self.host = host
 
     @property
     def url(self) -> str:
-        return f"zmq://{HOST}:{self.port}"
+        return f"zmq://{self.host}:{self.port}"
 
     def log(self) -> str:
         try:
@@ -58,23 +69,29 @@ class ZmqProxy:
 
 
 @contextlib.contextmanager
-def zmq_proxy(workdir: Path, attempts: int = 3) -> Iterator[ZmqProxy]:
-    """Start the proxy on a free port pair, wait until both accept; stop it by PID."""
+def zmq_proxy(
+    workdir: Path, attempts: int = 3, host: str = HOST, netns: str | None = None
+) -> Iterator[ZmqProxy]:
+    """Start the proxy on a free port pair (on ``host`` inside namespace ``netns`` when
+    given), wait until both accept; stop it by PID."""
+    prefix = exec_in(netns) if netns is not None else []
     last = ""
     for _ in range(attempts):
-        port = free_port_pair()
+        port = free_port_pair(host=host, netns=netns)
         log_path = workdir / f"zmq-proxy-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [*proxy_command(), "--bind", f"{HOST}:{port}"],
+                [*prefix, *proxy_command(), "--bind", f"{host}:{port}"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         try:
             deadline = time.monotonic() + 10.0
-            if wait_accepting(proc, port, deadline) and wait_accepting(proc, port + 1, deadline):
-                yield ZmqProxy(proc, port, log_path)
+            if wait_accepting(proc, port, deadline, host, netns) and wait_accepting(
+                proc, port + 1, deadline, host, netns
+            ):
+                yield ZmqProxy(proc, port, log_path, host)
                 return
         finally:
             stop_process(proc)
