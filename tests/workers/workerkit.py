@@ -103,6 +103,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def children(pid: int) -> set[int]:
+    """The PIDs of ``pid``'s child processes now (``/proc/PID/task/*/children``)."""
+    kids: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.update(int(x) for x in f.read().split())
+    return kids
+
+
 def alive(pid: int) -> bool:
     """Whether worker ``pid`` still exists (not reaped; zombies count as gone)."""
     try:
@@ -112,10 +122,12 @@ def alive(pid: int) -> bool:
         return False
 
 
-def _server_inode(port: int, client_port: int) -> int | None:
+def _server_inode(port: int, client_port: int, pid: int) -> int | None:
+    """The inode of the loopback server socket ``port`` <- ``client_port``, as seen in
+    ``pid``'s network namespace (``/proc/PID/net``: the workers may run in another one)."""
     want_local = f"0100007F:{port:04X}"
     want_remote = f"0100007F:{client_port:04X}"
-    with open("/proc/net/tcp") as f:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as f:
         for line in f.readlines()[1:]:
             cols = line.split()
             if cols[1] == want_local and cols[2] == want_remote:
@@ -125,7 +137,10 @@ def _server_inode(port: int, client_port: int) -> int | None:
 
 def owner_pid(ws: ClientConnection, port: int, pids: list[int]) -> int | None:
     """Which of ``pids`` holds the server side of ``ws``'s TCP connection."""
-    inode = _server_inode(port, ws.local_address[1])
+    inode = next(
+        (i for pid in pids if (i := _server_inode(port, ws.local_address[1], pid)) is not None),
+        None,
+    )
     if inode is None:
         return None
     target = f"socket:[{inode}]"
