@@ -180,6 +180,10 @@ class PerMessageDeflate(Extension):
                 raise RemoteProtocolError("data after the final deflate block", code=1002)
             self._decompressor = None
             self._in = b""
+            # Nothing is left inside zlib either, even if this piece filled ``limit``
+            # exactly: "full" would promise output that never comes, and the message
+            # would stay in forced service with its following frames unread.
+            self._full = False
             self._stream_ended = not message_final
         if message_final and not self.pending():
             # message complete

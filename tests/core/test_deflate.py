@@ -817,3 +817,31 @@ def test_interop_fragmented_messages_with_websockets() -> None:
     for chunk in ws.data_to_send():
         server.receive_data(chunk)
     assert _messages(_drain(server)) == [b"a" * 100 + b"b" * 100 + b"c" * 100]
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 3])
+def test_bfinal_ending_on_a_piece_boundary_in_a_non_final_frame(pieces: int) -> None:
+    """The peer's deflate stream ends (BFINAL) exactly when the decoded output fills
+    ``chunk_size`` pieces, in a frame that is not the message's last (found by the
+    long fuzz run).  The extension used to keep saying "more output held" with none
+    left, so the connection stayed in forced service with nothing to deliver and its
+    input unread: a busy loop that never ended and a stalled connection."""
+    server, _client = _pair(PerMessageDeflateFactory(), PerMessageDeflateFactory())
+    ext = server.extension
+    assert isinstance(ext, PerMessageDeflate)
+    text = bytes(range(256)) * (ext.chunk_size * pieces // 256)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = c.compress(text) + c.flush(zlib.Z_FINISH)
+    server.receive_data(build_frame(0x2, payload, fin=False, rsv=0x40))
+    server.receive_data(build_frame(0x0, b"", fin=True))
+    server.receive_data(build_frame(0x9, b"still reading"))
+    events = server.events()
+    for _ in range(4 * pieces + 4):  # bounded: one piece per forced service
+        if not server.pending():
+            break
+        server.process_pending()
+        events += server.events()
+    assert not server.pending()
+    assert _messages(events) == [text]
+    assert any(isinstance(e, Ping) for e in events), "input after the message was not read"
+    assert server.state is State.OPEN
