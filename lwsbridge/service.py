@@ -249,7 +249,8 @@ class Service:
                 # The peer's FIN after the close handshake (RFC 6455 §7.1.1).
                 self.kill(conn, None if core.closed else "closed during the TLS handshake")
                 return
-            core.receive_eof()
+            self._eof(conn)
+            return
         else:
             core.receive_data(self._rview[:n])
             # (A small read rarely leaves a large frame open: the next read looks again.)
@@ -293,8 +294,21 @@ class Service:
             if core.closed:
                 self.kill(conn, None)  # the peer's FIN after the close handshake
                 return
-            core.receive_eof()
-            self.drain_events(conn)
+            self._eof(conn)
+
+    def _eof(self, conn: Connection) -> None:
+        """The peer's FIN before any close handshake: deliver Closed, then close now.
+
+        EOF is final (the core is CLOSED after it), so once its events are delivered
+        nothing is left to wait for; closing here, not when the EOF is read again on the
+        next pass, services each connection of a close storm once instead of twice.
+        Events held by rx flow control (or inflated data an extension holds) keep the
+        connection until they are delivered: then the next read finds the EOF again.
+        """
+        conn.core.receive_eof()
+        self.drain_events(conn)
+        if conn.alive and not conn.held and not conn.core.pending():
+            self.kill(conn, None)
 
     def _tls_handshake(self, conn: Connection, tls: TLSTransport) -> bool:
         """Advance the TLS handshake; True once it is complete."""
