@@ -43,13 +43,19 @@ from lwsbridge.wakeup import USER, Wakeup
 if TYPE_CHECKING:
     from lwsbridge.context import Context
 
-__all__ = ["Handler", "Service"]
+__all__ = ["ACCEPT_TURN", "Handler", "Service"]
 
 #: ``handler(conn, event)``: the context's meaning of one core event
 Handler = Callable[[Connection, Any], None]
 
 _HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
 _MAX_WRITEABLE_PER_PASS = 64
+#: Connection services between two turns of the listener.  The kernel reports a newly
+#: ready fd at the tail of its ready list, so in a close storm a new client's connect
+#: waits behind every closing connection; so, every ACCEPT_TURN services, one
+#: non-blocking accept batch runs whatever the loop said (one EAGAIN accept() when
+#: nobody is connecting).
+ACCEPT_TURN = 256
 _READ_SIZE = 256 * 1024
 # A data frame with at least this much payload still to come is read on until the
 # frame ends or the kernel has no more, a read buffer at a time, in the same pass.  The
@@ -87,6 +93,7 @@ class Service:
         keepalive = TCPKeepalive(ctx.ka_time, ctx.ka_probes, ctx.ka_interval)
         self.connector = Connector(self.wakeup, keepalive, client_tls)
         self.listener: Listener | None = None
+        self._turn = 0  # connection services since the listener's last turn
         #: fds adopted from their owners (a backplane's socket)
         self.adopted = AdoptedFds(self.poll)
 
@@ -154,11 +161,16 @@ class Service:
             if fd == self.wakeup.fd:
                 self._woken()
             elif self.listener is not None and fd == self.listener.fd:
+                self._turn = 0
                 self._accept()
             else:
                 self.adopted.dispatch(fd, revents)
             self.run_ready()
             return False
+        self._turn += 1
+        if self._turn >= ACCEPT_TURN and self.listener is not None:
+            self._turn = 0
+            self._accept()  # never conn's fd: conn's socket is still open
         if conn.phase is _CONNECTING and conn.tls is None:
             self._client_connected(conn)
             self.run_ready()
