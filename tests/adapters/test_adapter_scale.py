@@ -195,3 +195,62 @@ def test_zmq_without_epoll_registers_the_fds_in_the_poller(monkeypatch) -> None:
             c.close()
         ad.close()
         ctx.destroy()
+
+
+def _trio_tasks_while_serving(n: int) -> tuple[int | None, int, int]:
+    """(nested_fd, tasks in the nursery with ``n`` connections, tasks after they closed)."""
+    import trio
+
+    from lwsbridge.adapters.trio_loop import TrioAdapter
+
+    ctx = build_context(0, HOST, 1 << 16)
+    clients: list[socket.socket] = []
+    seen: list[int | None] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            ad = TrioAdapter(ctx, nursery)
+            seen.append(ad.nested_fd)
+            with trio.fail_after(20):
+                for _ in range(n):
+                    clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+                while ctx.connection_count < n:
+                    await trio.sleep(0.01)
+                seen.append(len(nursery.child_tasks))
+                for c in clients:
+                    c.close()
+                while ctx.connection_count:
+                    await trio.sleep(0.01)
+                seen.append(len(nursery.child_tasks))
+            ad.close()
+
+    try:
+        trio.run(main)
+    finally:
+        for c in clients:
+            c.close()
+        ctx.destroy()
+    nested, during, after = seen
+    assert during is not None and after is not None
+    return nested, during, after
+
+
+@pytest.mark.skipif(not have("trio"), reason="trio is not installed")
+def test_trio_context_fds_share_one_task() -> None:
+    """With epoll, trio waits on one nested epoll fd with one task for all the
+    context's fds, not a task (and a cancel scope, an epoll re-arm per wait) per fd."""
+    nested, during, after = _trio_tasks_while_serving(20)
+    assert nested is not None
+    assert during == after == 2  # the nested set's task and the timer task
+
+
+@pytest.mark.skipif(not have("trio"), reason="trio is not installed")
+def test_trio_without_epoll_has_a_task_per_fd(monkeypatch) -> None:
+    """Where there is no epoll: one task per fd and direction, as before."""
+    from lwsbridge.adapters import trio_loop
+
+    monkeypatch.setattr(trio_loop, "NESTED", False)
+    nested, during, after = _trio_tasks_while_serving(5)
+    assert nested is None
+    assert during == 8  # the listener, the wakeup, 5 connections (POLLIN) and the timer
+    assert after == 3
