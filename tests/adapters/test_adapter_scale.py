@@ -254,3 +254,49 @@ def test_trio_without_epoll_has_a_task_per_fd(monkeypatch) -> None:
     assert nested is None
     assert during == 8  # the listener, the wakeup, 5 connections (POLLIN) and the timer
     assert after == 3
+
+
+def _gevent_watchers_while_serving(n: int) -> tuple[int | None, int]:
+    """(nested_fd, the hub's active watchers added by ``n`` connections)."""
+    import gevent
+
+    from lwsbridge.adapters.gevent_loop import GeventAdapter
+
+    ctx = build_context(0, HOST, 1 << 16)
+    loop = gevent.get_hub().loop
+    clients: list[socket.socket] = []
+    ad = GeventAdapter(ctx)
+    try:
+        before = loop.activecnt
+        for _ in range(n):
+            clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+        _serve_until(lambda: gevent.sleep(0.01), lambda: ctx.connection_count == n, "accepts")
+        during = loop.activecnt
+        for c in clients:
+            c.close()
+        _serve_until(lambda: gevent.sleep(0.01), lambda: ctx.connection_count == 0, "closes")
+        return ad.nested_fd, during - before
+    finally:
+        for c in clients:
+            c.close()
+        ad.close()
+        ctx.destroy()
+
+
+@pytest.mark.skipif(not have("gevent"), reason="gevent is not installed")
+def test_gevent_context_fds_share_one_watcher() -> None:
+    """With epoll, the hub has one io watcher (on the nested epoll fd) for all the
+    context's fds: connections add no io watcher."""
+    nested, added = _gevent_watchers_while_serving(20)
+    assert nested is not None
+    assert added == 1  # the hub timer for the handshake timeouts, no io watcher
+
+
+@pytest.mark.skipif(not have("gevent"), reason="gevent is not installed")
+def test_gevent_without_epoll_has_a_watcher_per_fd(monkeypatch) -> None:
+    from lwsbridge.adapters import gevent_loop
+
+    monkeypatch.setattr(gevent_loop, "NESTED", False)
+    nested, added = _gevent_watchers_while_serving(5)
+    assert nested is None
+    assert added == 6  # an io watcher per connection and the handshake-timeout timer
