@@ -300,3 +300,58 @@ def test_gevent_without_epoll_has_a_watcher_per_fd(monkeypatch) -> None:
     nested, added = _gevent_watchers_while_serving(5)
     assert nested is None
     assert added == 6  # an io watcher per connection and the handshake-timeout timer
+
+
+def _asyncio_serve(n: int) -> tuple[int | None, list[bool]]:
+    """(nested_fd, whether asyncio had a reader of its own for each connection's fd)."""
+    import asyncio
+
+    from lwsbridge.adapters.asyncio_loop import AsyncioAdapter
+
+    ctx = build_context(0, HOST, 1 << 16)
+    clients: list[socket.socket] = []
+    out: list[bool] = []
+
+    async def main() -> int | None:
+        loop = asyncio.get_running_loop()
+        ad = AsyncioAdapter(ctx)
+        try:
+            async with asyncio.timeout(20):
+                for _ in range(n):
+                    clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+                while ctx.connection_count < n:
+                    await asyncio.sleep(0.01)
+                if getattr(ad, "nested_fd", None) is not None:
+                    # remove_reader says whether asyncio had a reader for the fd (and
+                    # would drop it): the nested set's fds have none.
+                    out.extend(loop.remove_reader(c.fd) for c in ctx.all_connections())
+                for c in clients:
+                    c.close()
+                while ctx.connection_count:
+                    await asyncio.sleep(0.01)
+            return ad.nested_fd
+        finally:
+            ad.close()
+
+    try:
+        nested = asyncio.run(main())
+    finally:
+        for c in clients:
+            c.close()
+        ctx.destroy()
+    return nested, out
+
+
+def test_asyncio_context_fds_share_one_reader() -> None:
+    """With epoll, asyncio reads one nested epoll fd for all the context's fds."""
+    nested, had_reader = _asyncio_serve(20)
+    assert nested is not None
+    assert had_reader == [False] * 20
+
+
+def test_asyncio_without_epoll_serves_with_a_reader_per_fd(monkeypatch) -> None:
+    from lwsbridge.adapters import asyncio_loop
+
+    monkeypatch.setattr(asyncio_loop, "NESTED", False)
+    nested, _ = _asyncio_serve(5)
+    assert nested is None
