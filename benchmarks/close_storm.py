@@ -11,7 +11,9 @@ what it was before the first connection; "settle" is the later of the two.  Chec
 (exit status 1): settled within ``--settle`` seconds (2), ESTABLISHED == CLOSED ==
 n + 2 (a warm-up cycle and the fresh one) and nothing unmatched.  ``--settle 0`` only
 waits (up to 60 s) and checks the rest.
-RLIMIT_NOFILE is raised for both processes (the hard limit too when run as root).
+RLIMIT_NOFILE is raised for both processes (the hard limit too where the process may:
+that takes CAP_SYS_RESOURCE, which root in a container can lack; then the run is
+capped a little below the hard limit, which the server's own fds count against).
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     nofile = raise_nofile(args.connections + 256)
     if args.connections > nofile - 100:
         print(
-            f"RLIMIT_NOFILE is {nofile} here (hard limit): {nofile - 100:,} connections, "
+            f"RLIMIT_NOFILE is {nofile} here (the hard limit, which this process may not "
+            f"raise: setrlimit needs CAP_SYS_RESOURCE): {nofile - 100:,} connections, "
             f"not {args.connections:,}",
             file=sys.stderr,
         )
