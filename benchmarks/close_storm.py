@@ -7,11 +7,14 @@ For each loop: start the counting echo server of ``soak.py`` (``--serve``) in a
 subprocess, open ``-n`` connections and upgrade them all, then close every client
 socket in one go.  Measured from that moment: when a fresh client's whole cycle
 (connect, upgrade, echo, close) is done, and when the server's fd count is back to
-what it was before the first connection; "settle" is the later of the two.  Checks
+what it was before the first connection; "settle" is the later of the two.  Also
+reported: the server's VmRSS growth per connection with all of them open and idle.  Checks
 (exit status 1): settled within ``--settle`` seconds (2), ESTABLISHED == CLOSED ==
 n + 2 (a warm-up cycle and the fresh one) and nothing unmatched.  ``--settle 0`` only
 waits (up to 60 s) and checks the rest.
-RLIMIT_NOFILE is raised for both processes (the hard limit too when run as root).
+RLIMIT_NOFILE is raised for both processes (the hard limit too where the process may:
+that takes CAP_SYS_RESOURCE, which root in a container can lack; then the run is
+capped a little below the hard limit, which the server's own fds count against).
 """
 
 from __future__ import annotations
@@ -97,10 +100,12 @@ def storm(loop: str, n: int, wait: float) -> dict[str, Any]:
             warm.close()
         time.sleep(0.2)
         fds0 = server.fds()
+        rss0 = server.rss_kb()
         t_open = time.monotonic()
         socks = open_all(server.port, n)
         open_s = time.monotonic() - t_open
         peak_fds = server.fds()
+        rss_open = server.rss_kb()  # every connection open and idle
         t0 = time.monotonic()
         for s in socks:
             s.close()
@@ -128,6 +133,7 @@ def storm(loop: str, n: int, wait: float) -> dict[str, Any]:
         "connections": n,
         "open_s": open_s,
         "peak_fds": peak_fds,
+        "idle_kib_per_conn": (rss_open - rss0) / n,
         "close_calls_s": closed_s,
         "fresh_s": fresh_s,
         "fds_s": fds_s,
@@ -166,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     nofile = raise_nofile(args.connections + 256)
     if args.connections > nofile - 100:
         print(
-            f"RLIMIT_NOFILE is {nofile} here (hard limit): {nofile - 100:,} connections, "
+            f"RLIMIT_NOFILE is {nofile} here (the hard limit, which this process may not "
+            f"raise: setrlimit needs CAP_SYS_RESOURCE): {nofile - 100:,} connections, "
             f"not {args.connections:,}",
             file=sys.stderr,
         )
@@ -174,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     loops = args.loop or LOOPS
     failed = False
     rows = [
-        "| loop | connections | open s | fresh client s | fds back s | settle s | checks |",
-        "|---|--:|--:|--:|--:|--:|---|",
+        "| loop | connections | open s | idle KiB/conn | fresh client s | fds back s | settle s "
+        "| checks |",
+        "|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for loop in loops:
         n = args.connections
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         except CycleError as exc:  # this loop could not even be set up: go on with the rest
             print(f"FAIL [{loop}]: {exc}", file=sys.stderr)
             failed = True
-            rows.append(f"| {loop} | {n:,} | | | | | {exc} |")
+            rows.append(f"| {loop} | {n:,} | | | | | | {exc} |")
             continue
         bad = check(r, args.settle)
         r["failed"] = bad
@@ -196,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         for msg in bad:
             print(f"FAIL [{loop}]: {msg}", file=sys.stderr)
         rows.append(
-            f"| {loop} | {n:,} | {r['open_s']:.1f} | {r['fresh_s']:.2f} | {r['fds_s']:.2f} "
+            f"| {loop} | {n:,} | {r['open_s']:.1f} | {r['idle_kib_per_conn']:.2f} "
+            f"| {r['fresh_s']:.2f} | {r['fds_s']:.2f} "
             f"| {r['settle_s']:.2f} | {'ok' if not bad else '; '.join(bad)} |"
         )
     if not args.json:

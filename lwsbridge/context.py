@@ -627,9 +627,14 @@ class Context:
             conn.file.close()
             conn.file = None
         self._svc.queue_output(conn)
-        if conn.alive:
+        if conn.alive and (conn.output or conn.role is Role.CLIENT or conn.tls is not None):
             # The client role waits for the server's FIN (RFC 6455 §7.1.1); so does a
-            # server whose close frame has not gone out yet.
+            # server whose close frame has not gone out yet.  A plain server with
+            # nothing left to send is here only after the peer's FIN, which is read
+            # again (and closes it) as soon as its events are delivered: no timer, so a
+            # close storm leaves no dead heap entry per connection.  With TLS the
+            # "EOF" may be a close_notify on a TCP connection the peer keeps open: the
+            # timer bounds that wait.
             self._svc.timers.schedule(conn, TimerKind.PROTOCOL, self.close_timeout)
 
     def client_connect(self, info: ClientConnectInfo) -> Connection:

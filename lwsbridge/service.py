@@ -43,13 +43,19 @@ from lwsbridge.wakeup import USER, Wakeup
 if TYPE_CHECKING:
     from lwsbridge.context import Context
 
-__all__ = ["Handler", "Service"]
+__all__ = ["ACCEPT_TURN", "Handler", "Service"]
 
 #: ``handler(conn, event)``: the context's meaning of one core event
 Handler = Callable[[Connection, Any], None]
 
 _HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
 _MAX_WRITEABLE_PER_PASS = 64
+#: Connection services between two turns of the listener.  The kernel reports a newly
+#: ready fd at the tail of its ready list, so in a close storm a new client's connect
+#: waits behind every closing connection; so, every ACCEPT_TURN services, one
+#: non-blocking accept batch runs whatever the loop said (one EAGAIN accept() when
+#: nobody is connecting).
+ACCEPT_TURN = 256
 _READ_SIZE = 256 * 1024
 # A data frame with at least this much payload still to come is read on until the
 # frame ends or the kernel has no more, a read buffer at a time, in the same pass.  The
@@ -87,6 +93,7 @@ class Service:
         keepalive = TCPKeepalive(ctx.ka_time, ctx.ka_probes, ctx.ka_interval)
         self.connector = Connector(self.wakeup, keepalive, client_tls)
         self.listener: Listener | None = None
+        self._turn = 0  # connection services since the listener's last turn
         #: fds adopted from their owners (a backplane's socket)
         self.adopted = AdoptedFds(self.poll)
 
@@ -154,11 +161,16 @@ class Service:
             if fd == self.wakeup.fd:
                 self._woken()
             elif self.listener is not None and fd == self.listener.fd:
+                self._turn = 0
                 self._accept()
             else:
                 self.adopted.dispatch(fd, revents)
             self.run_ready()
             return False
+        self._turn += 1
+        if self._turn >= ACCEPT_TURN and self.listener is not None:
+            self._turn = 0
+            self._accept()  # never conn's fd: conn's socket is still open
         if conn.phase is _CONNECTING and conn.tls is None:
             self._client_connected(conn)
             self.run_ready()
@@ -249,7 +261,8 @@ class Service:
                 # The peer's FIN after the close handshake (RFC 6455 §7.1.1).
                 self.kill(conn, None if core.closed else "closed during the TLS handshake")
                 return
-            core.receive_eof()
+            self._eof(conn)
+            return
         else:
             core.receive_data(self._rview[:n])
             # (A small read rarely leaves a large frame open: the next read looks again.)
@@ -293,8 +306,21 @@ class Service:
             if core.closed:
                 self.kill(conn, None)  # the peer's FIN after the close handshake
                 return
-            core.receive_eof()
-            self.drain_events(conn)
+            self._eof(conn)
+
+    def _eof(self, conn: Connection) -> None:
+        """The peer's FIN before any close handshake: deliver Closed, then close now.
+
+        EOF is final (the core is CLOSED after it), so once its events are delivered
+        nothing is left to wait for; closing here, not when the EOF is read again on the
+        next pass, services each connection of a close storm once instead of twice.
+        Events held by rx flow control (or inflated data an extension holds) keep the
+        connection until they are delivered: then the next read finds the EOF again.
+        """
+        conn.core.receive_eof()
+        self.drain_events(conn)
+        if conn.alive and not conn.held and not conn.core.pending():
+            self.kill(conn, None)
 
     def _tls_handshake(self, conn: Connection, tls: TLSTransport) -> bool:
         """Advance the TLS handshake; True once it is complete."""

@@ -1,16 +1,33 @@
 """``AsyncioAdapter``: the context on an asyncio loop (uvloop too).
 
-Each fd the context watches becomes ``loop.add_reader``/``loop.add_writer``; the
-context's next timeout is one ``loop.call_later`` handle, followed after every
-service call.  Everything runs in the loop's thread, which must be the context's.
+Where there is epoll, the context's fds live in one nested epoll set
+(``adapters/_nested.py``) and one ``loop.add_reader`` on its fd services every fd
+ready in it (the stale-fd guard skips an fd DEL'd earlier in the batch): a reader
+per fd costs a selector registration, a handle and its scheduling per ready fd in
+asyncio's Python layer (cProfile, a 3,000-connection close storm: 135 calls per
+closed connection with a reader per fd, the array loops' 100 with the nested set).
+Without epoll each fd the context watches becomes ``loop.add_reader`` /
+``loop.add_writer``.  The context's next timeout is one ``loop.call_later`` handle,
+followed after every service call.  Everything runs in the loop's thread, which must
+be the context's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, TimerFollower, UnknownFdError
+from lwsbridge.adapters._base import (
+    POLLIN,
+    POLLOUT,
+    Adapter,
+    TimerFollower,
+    UnknownFdError,
+    fold,
+)
+from lwsbridge.adapters._nested import AVAILABLE as NESTED
+from lwsbridge.adapters._nested import NestedEpoll
 from lwsbridge.vocabulary import Serviceable
 
 if TYPE_CHECKING:
@@ -34,18 +51,46 @@ class AsyncioAdapter(Adapter):
         self.loop = loop if loop is not None else asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._follower = TimerFollower(context, self.loop.time, self._arm, self._disarm)
-        self._attach()
+        #: the nested epoll set holding the context's fds (None: a reader/writer per fd)
+        self._ep = NestedEpoll() if NESTED else None
+        #: fds DEL'd during the batch being serviced (the stale-fd guard)
+        self._closed: set[int] = set()
+        try:
+            if self._ep is not None:
+                self.loop.add_reader(self._ep.fd, self._nested_ready)
+            self._attach()
+        except BaseException:
+            self._drop_nested()
+            raise
         self._follower.follow()
+
+    @property
+    def nested_fd(self) -> int | None:
+        """The epoll fd the loop reads for all the context's fds (None: one per fd)."""
+        return self._ep.fd if self._ep is not None else None
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
+        if self._ep is not None:
+            if events:
+                self._ep.set(fd, 0, events, self.name, "ADD")
+            return
         self._set(fd, "ADD", 0, events)
 
     def del_fd(self, fd: int, events: int) -> None:
+        if self._ep is not None:
+            self._closed.add(fd)
+            if events:
+                self._ep.set(fd, events, 0, self.name, "DEL")
+            return
         self._set(fd, "DEL", events, 0)
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
+        if self._ep is not None:
+            if old or new:
+                self._ep.set(fd, old, new, self.name, "CHANGE")
+            return
         self._set(fd, "CHANGE", old, new)
 
     def _set(self, fd: int, what: str, old: int, new: int) -> None:
@@ -71,6 +116,29 @@ class AsyncioAdapter(Adapter):
         self.context.service_fd(fd, revents)
         self._follower.follow()
 
+    def _nested_ready(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        closed = self._closed
+        closed.clear()
+        ctx = self.context
+        # Level-triggered: what this batch leaves makes the epoll fd readable again,
+        # and the loop runs its other callbacks in between.
+        for fd, revents in ep.ready():
+            if fd not in closed:  # DEL'd earlier in this batch (maybe reused): stale
+                ctx.service_fd(fd, fold(revents))
+        self._follower.follow()
+
+    def _drop_nested(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        self._ep = None
+        with contextlib.suppress(RuntimeError):  # uvloop, once closed
+            self.loop.remove_reader(ep.fd)
+        ep.close()
+
     def _arm(self, seconds: float) -> None:
         self._timer = self.loop.call_later(seconds, self._follower.fired)
 
@@ -80,6 +148,7 @@ class AsyncioAdapter(Adapter):
             self._timer = None
 
     def _release(self) -> None:
+        self._drop_nested()
         self._follower.close()
 
 

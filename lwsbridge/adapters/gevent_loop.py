@@ -1,6 +1,11 @@
 """``GeventAdapter``: the context on a gevent hub, beside the user's greenlets.
 
-One ``loop.io`` watcher per fd; a change of events stops the watcher, sets its
+Where there is epoll, the context's fds live in one nested epoll set
+(``adapters/_nested.py``) and one ``loop.io`` watcher on its fd services every fd
+ready in it (the stale-fd guard skips an fd DEL'd earlier in the batch): a watcher
+per fd -- made, started, stopped and closed through gevent's Python layer, one hub
+callback per ready fd -- is what a close storm paid for.  Without epoll: one
+``loop.io`` watcher per fd; a change of events stops the watcher, sets its
 events and starts it again (an active watcher's events are read-only).  Before a
 DEL -- the context closes the fd right after -- the watcher is closed and
 ``loop.closing_fd(fd)`` is called where the loop has it.  The context's next
@@ -15,7 +20,16 @@ import threading
 import time
 from typing import Any
 
-from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, TimerFollower, UnknownFdError
+from lwsbridge.adapters._base import (
+    POLLIN,
+    POLLOUT,
+    Adapter,
+    TimerFollower,
+    UnknownFdError,
+    fold,
+)
+from lwsbridge.adapters._nested import AVAILABLE as NESTED
+from lwsbridge.adapters._nested import NestedEpoll
 from lwsbridge.vocabulary import Serviceable
 
 __all__ = ["GeventAdapter", "serve", "serve_forever"]
@@ -41,16 +55,42 @@ class GeventAdapter(Adapter):
         self._timer: Any = None
         self._stop: Any = None
         self._follower = TimerFollower(context, time.monotonic, self._arm, self._disarm)
-        self._attach()
+        #: the nested epoll set holding the context's fds, and its one watcher
+        #: (None: a watcher per fd)
+        self._ep = NestedEpoll() if NESTED else None
+        self._nested: Any = None
+        #: fds DEL'd during the batch being serviced (the stale-fd guard)
+        self._closed: set[int] = set()
+        try:
+            if self._ep is not None:
+                self._nested = self.loop.io(self._ep.fd, _READ)
+                self._nested.start(self._nested_ready)
+            self._attach()
+        except BaseException:
+            self._drop_nested()
+            raise
         self._follower.follow()
+
+    @property
+    def nested_fd(self) -> int | None:
+        """The epoll fd the hub watches for all the context's fds (None: one per fd)."""
+        return self._ep.fd if self._ep is not None else None
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
-        if events:
+        if self._ep is not None:
+            if events:
+                self._ep.set(fd, 0, events, self.name, "ADD")
+        elif events:
             self._start(fd, events)
 
     def del_fd(self, fd: int, events: int) -> None:
+        if self._ep is not None:
+            self._closed.add(fd)
+            if events:
+                self._ep.set(fd, events, 0, self.name, "DEL")
+            return
         w = self._watchers.pop(fd, None)
         if w is None and events:
             raise UnknownFdError(fd, "DEL", self.name)
@@ -62,6 +102,10 @@ class GeventAdapter(Adapter):
             closing_fd(fd)
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
+        if self._ep is not None:
+            if old or new:
+                self._ep.set(fd, old, new, self.name, "CHANGE")
+            return
         w = self._watchers.get(fd)
         if w is None:
             if old:
@@ -85,6 +129,34 @@ class GeventAdapter(Adapter):
         self.context.service_fd(fd, _FROM_GEVENT[revents & 3])
         self._follower.follow()
 
+    def _nested_ready(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        closed = self._closed
+        closed.clear()
+        ctx = self.context
+        # Level-triggered: what this batch leaves makes the epoll fd readable again,
+        # and the hub runs its other watchers and greenlets in between.
+        for fd, revents in ep.ready():
+            if fd not in closed:  # DEL'd earlier in this batch (maybe reused): stale
+                ctx.service_fd(fd, fold(revents))
+        self._follower.follow()
+
+    def _drop_nested(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        self._ep = None
+        if self._nested is not None:
+            self._nested.stop()
+            self._nested.close()
+            self._nested = None
+        closing_fd = getattr(self.loop, "closing_fd", None)
+        if closing_fd is not None:
+            closing_fd(ep.fd)
+        ep.close()
+
     def _arm(self, seconds: float) -> None:
         self._timer = self.loop.timer(seconds)
         self._timer.start(self._follower.fired)
@@ -100,6 +172,7 @@ class GeventAdapter(Adapter):
             w.stop()
             w.close()
         self._watchers.clear()
+        self._drop_nested()
         self._follower.close()
 
     # -- running -------------------------------------------------------------------------

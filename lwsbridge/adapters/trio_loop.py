@@ -1,22 +1,31 @@
 """``run_trio``: the context inside a trio nursery.
 
-One task per fd and direction waits with ``trio.lowlevel.wait_readable`` /
-``wait_writable`` and services the fd; a change of events cancels or starts those
-tasks.  Before a DEL (the context closes the fd right after it)
-``trio.lowlevel.notify_closing(fd)`` wakes any waiter.  The context's next timeout
-is the deadline of one cancel scope, moved after every service call.
-``cancel_service()`` works from other threads: its wakeup pipe is one of the fds
-watched.
+Where there is epoll, the context's fds live in one nested epoll set
+(``adapters/_nested.py``) and one task waits with ``trio.lowlevel.wait_readable`` for
+its fd, then services every fd ready in it (the stale-fd guard skips an fd DEL'd
+earlier in the batch).  Measured, trio's per-fd machinery -- a task, a cancel scope
+and an epoll re-arm per wait, a cancel and ``notify_closing`` per close -- made a
+close storm of 19,900 connections take 5.4 s; one task for all of them costs a
+batch of ``epoll.poll`` per pass instead.  Without epoll: one task per fd and
+direction waits with ``wait_readable`` / ``wait_writable`` and services the fd; a
+change of events cancels or starts those tasks, and before a DEL (the context closes
+the fd right after it) ``trio.lowlevel.notify_closing(fd)`` wakes any waiter.  The
+context's next timeout is the deadline of one cancel scope, moved after every
+service call.  ``cancel_service()`` works from other threads: its wakeup pipe is one
+of the fds watched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
 from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, UnknownFdError
+from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, UnknownFdError, fold
+from lwsbridge.adapters._nested import AVAILABLE as NESTED
+from lwsbridge.adapters._nested import NestedEpoll
 from lwsbridge.vocabulary import Serviceable
 
 if TYPE_CHECKING:
@@ -39,20 +48,48 @@ class TrioAdapter(Adapter):
         #: the running tasks' cancel scopes, by (fd, direction): the library's registrations
         self._scopes: dict[tuple[int, int], trio.CancelScope] = {}
         self._timer_scope: trio.CancelScope | None = None
-        self._attach()
+        #: the nested epoll set holding the context's fds (None: one task per fd)
+        self._ep = NestedEpoll() if NESTED else None
+        #: fds DEL'd during the batch being serviced (the stale-fd guard)
+        self._closed: set[int] = set()
+        try:
+            self._attach()
+        except BaseException:
+            self._drop_nested()
+            raise
+        if self._ep is not None:
+            nursery.start_soon(self._nested_task, self._ep)
         nursery.start_soon(self._timer_task)
+
+    @property
+    def nested_fd(self) -> int | None:
+        """The epoll fd trio waits on for all the context's fds (None: one task per fd)."""
+        return self._ep.fd if self._ep is not None else None
 
     # -- the poll sink -------------------------------------------------------------------
 
     def add_fd(self, fd: int, events: int) -> None:
+        if self._ep is not None:
+            if events:
+                self._ep.set(fd, 0, events, self.name, "ADD")
+            return
         self._set(fd, "ADD", 0, events)
 
     def del_fd(self, fd: int, events: int) -> None:
+        if self._ep is not None:
+            self._closed.add(fd)
+            if events:
+                self._ep.set(fd, events, 0, self.name, "DEL")
+            return
         self._set(fd, "DEL", events, 0)
         if self._attached:  # on detach the fd stays open: nothing is closing
             self._trio.lowlevel.notify_closing(fd)
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
+        if self._ep is not None:
+            if old or new:
+                self._ep.set(fd, old, new, self.name, "CHANGE")
+            return
         self._set(fd, "CHANGE", old, new)
 
     def _set(self, fd: int, what: str, old: int, new: int) -> None:
@@ -85,6 +122,25 @@ class TrioAdapter(Adapter):
                 self.context.service_fd(fd, bit)
                 self._reschedule()
 
+    async def _nested_task(self, ep: NestedEpoll) -> None:
+        wait = self._trio.lowlevel.wait_readable
+        ctx = self.context
+        closed = self._closed
+        while self._ep is ep:
+            try:
+                await wait(ep.fd)
+            except self._trio.ClosedResourceError:
+                return  # notify_closing: detached
+            if self._ep is not ep:
+                return
+            closed.clear()
+            # Level-triggered: what this batch leaves makes the epoll fd readable again,
+            # and trio runs its other tasks before this one's next wait returns.
+            for fd, revents in ep.ready():
+                if fd not in closed:  # DEL'd earlier in this batch (maybe reused): stale
+                    ctx.service_fd(fd, fold(revents))
+            self._reschedule()
+
     async def _timer_task(self) -> None:
         trio = self._trio
         while self._attached:
@@ -112,6 +168,18 @@ class TrioAdapter(Adapter):
         self._scopes.clear()
         if self._timer_scope is not None:
             self._timer_scope.cancel()
+        self._drop_nested()
+
+    def _drop_nested(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        self._ep = None
+        # Wakes the nested task (ClosedResourceError) and makes trio forget the fd
+        # before it is closed; outside trio.run (RuntimeError) nothing waits on it.
+        with contextlib.suppress(RuntimeError):
+            self._trio.lowlevel.notify_closing(ep.fd)
+        ep.close()
 
 
 async def run_trio(

@@ -195,3 +195,163 @@ def test_zmq_without_epoll_registers_the_fds_in_the_poller(monkeypatch) -> None:
             c.close()
         ad.close()
         ctx.destroy()
+
+
+def _trio_tasks_while_serving(n: int) -> tuple[int | None, int, int]:
+    """(nested_fd, tasks in the nursery with ``n`` connections, tasks after they closed)."""
+    import trio
+
+    from lwsbridge.adapters.trio_loop import TrioAdapter
+
+    ctx = build_context(0, HOST, 1 << 16)
+    clients: list[socket.socket] = []
+    seen: list[int | None] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            ad = TrioAdapter(ctx, nursery)
+            seen.append(ad.nested_fd)
+            with trio.fail_after(20):
+                for _ in range(n):
+                    clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+                while ctx.connection_count < n:
+                    await trio.sleep(0.01)
+                seen.append(len(nursery.child_tasks))
+                for c in clients:
+                    c.close()
+                while ctx.connection_count:
+                    await trio.sleep(0.01)
+                seen.append(len(nursery.child_tasks))
+            ad.close()
+
+    try:
+        trio.run(main)
+    finally:
+        for c in clients:
+            c.close()
+        ctx.destroy()
+    nested, during, after = seen
+    assert during is not None and after is not None
+    return nested, during, after
+
+
+@pytest.mark.skipif(not have("trio"), reason="trio is not installed")
+def test_trio_context_fds_share_one_task() -> None:
+    """With epoll, trio waits on one nested epoll fd with one task for all the
+    context's fds, not a task (and a cancel scope, an epoll re-arm per wait) per fd."""
+    nested, during, after = _trio_tasks_while_serving(20)
+    assert nested is not None
+    assert during == after == 2  # the nested set's task and the timer task
+
+
+@pytest.mark.skipif(not have("trio"), reason="trio is not installed")
+def test_trio_without_epoll_has_a_task_per_fd(monkeypatch) -> None:
+    """Where there is no epoll: one task per fd and direction, as before."""
+    from lwsbridge.adapters import trio_loop
+
+    monkeypatch.setattr(trio_loop, "NESTED", False)
+    nested, during, after = _trio_tasks_while_serving(5)
+    assert nested is None
+    assert during == 8  # the listener, the wakeup, 5 connections (POLLIN) and the timer
+    assert after == 3
+
+
+def _gevent_watchers_while_serving(n: int) -> tuple[int | None, int]:
+    """(nested_fd, the hub's active watchers added by ``n`` connections)."""
+    import gevent
+
+    from lwsbridge.adapters.gevent_loop import GeventAdapter
+
+    ctx = build_context(0, HOST, 1 << 16)
+    loop = gevent.get_hub().loop
+    clients: list[socket.socket] = []
+    ad = GeventAdapter(ctx)
+    try:
+        before = loop.activecnt
+        for _ in range(n):
+            clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+        _serve_until(lambda: gevent.sleep(0.01), lambda: ctx.connection_count == n, "accepts")
+        during = loop.activecnt
+        for c in clients:
+            c.close()
+        _serve_until(lambda: gevent.sleep(0.01), lambda: ctx.connection_count == 0, "closes")
+        return ad.nested_fd, during - before
+    finally:
+        for c in clients:
+            c.close()
+        ad.close()
+        ctx.destroy()
+
+
+@pytest.mark.skipif(not have("gevent"), reason="gevent is not installed")
+def test_gevent_context_fds_share_one_watcher() -> None:
+    """With epoll, the hub has one io watcher (on the nested epoll fd) for all the
+    context's fds: connections add no io watcher."""
+    nested, added = _gevent_watchers_while_serving(20)
+    assert nested is not None
+    assert added == 1  # the hub timer for the handshake timeouts, no io watcher
+
+
+@pytest.mark.skipif(not have("gevent"), reason="gevent is not installed")
+def test_gevent_without_epoll_has_a_watcher_per_fd(monkeypatch) -> None:
+    from lwsbridge.adapters import gevent_loop
+
+    monkeypatch.setattr(gevent_loop, "NESTED", False)
+    nested, added = _gevent_watchers_while_serving(5)
+    assert nested is None
+    assert added == 6  # an io watcher per connection and the handshake-timeout timer
+
+
+def _asyncio_serve(n: int) -> tuple[int | None, list[bool]]:
+    """(nested_fd, whether asyncio had a reader of its own for each connection's fd)."""
+    import asyncio
+
+    from lwsbridge.adapters.asyncio_loop import AsyncioAdapter
+
+    ctx = build_context(0, HOST, 1 << 16)
+    clients: list[socket.socket] = []
+    out: list[bool] = []
+
+    async def main() -> int | None:
+        loop = asyncio.get_running_loop()
+        ad = AsyncioAdapter(ctx)
+        try:
+            async with asyncio.timeout(20):
+                for _ in range(n):
+                    clients.append(socket.create_connection((HOST, ctx.port), timeout=5))
+                while ctx.connection_count < n:
+                    await asyncio.sleep(0.01)
+                if getattr(ad, "nested_fd", None) is not None:
+                    # remove_reader says whether asyncio had a reader for the fd (and
+                    # would drop it): the nested set's fds have none.
+                    out.extend(loop.remove_reader(c.fd) for c in ctx.all_connections())
+                for c in clients:
+                    c.close()
+                while ctx.connection_count:
+                    await asyncio.sleep(0.01)
+            return ad.nested_fd
+        finally:
+            ad.close()
+
+    try:
+        nested = asyncio.run(main())
+    finally:
+        for c in clients:
+            c.close()
+        ctx.destroy()
+    return nested, out
+
+
+def test_asyncio_context_fds_share_one_reader() -> None:
+    """With epoll, asyncio reads one nested epoll fd for all the context's fds."""
+    nested, had_reader = _asyncio_serve(20)
+    assert nested is not None
+    assert had_reader == [False] * 20
+
+
+def test_asyncio_without_epoll_serves_with_a_reader_per_fd(monkeypatch) -> None:
+    from lwsbridge.adapters import asyncio_loop
+
+    monkeypatch.setattr(asyncio_loop, "NESTED", False)
+    nested, _ = _asyncio_serve(5)
+    assert nested is None

@@ -23,6 +23,7 @@ from wsclient import (
 
 from lwsbridge.context import POLLIN, POLLOUT, PollFd, Protocol, Reason, WriteKind
 from lwsbridge.core.errors import LocalProtocolError
+from lwsbridge.service import ACCEPT_TURN
 
 ADD, DEL = Reason.ADD_POLL_FD, Reason.DEL_POLL_FD
 SET, CLEAR = Reason.SET_MODE_POLL_FD, Reason.CLEAR_MODE_POLL_FD
@@ -284,3 +285,22 @@ def test_destroy_closes_connections_once(make_ctx, client) -> None:
     assert echo.count(Reason.PROTOCOL_DESTROY) == 1
     wait_eof(lambda: time.sleep(0.01), c)
     assert ctx.fds == []
+
+
+def test_listener_gets_a_turn_behind_busy_connections(make_ctx, client) -> None:
+    """A host that services connection fds and never reaches the listener's readiness
+    (it sits behind a close storm in the kernel's ready list) still has its new
+    client accepted within ACCEPT_TURN connection services."""
+    echo = Echo()
+    ctx = make_ctx([Protocol("echo", echo.callback)])
+    c1 = client(ctx.port)
+    handshake(ctx, c1)
+    busy = ctx.all_connections()[0]
+    ctx.service_fd(ctx.listen_fd, POLLIN)  # the listener's own turn: the count starts
+    client(ctx.port)  # connected by the kernel, waiting in the listen backlog
+    for _ in range(ACCEPT_TURN - 1):
+        ctx.service_fd(busy.fd, POLLIN)  # nothing to read: EAGAIN, nothing happens
+    assert ctx.connection_count == 1
+    ctx.service_fd(busy.fd, POLLIN)
+    assert ctx.connection_count == 2
+    assert busy.alive and echo.count(Reason.CLOSED) == 0

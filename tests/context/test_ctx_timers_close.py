@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from support.servicing import pump, settle, stepper
 from wsclient import CLOSE, TEXT, Echo, close_frame, handshake, text, wait_eof, wait_frame
 
 from lwsbridge.context import CLOSE as CB_CLOSE
-from lwsbridge.context import Protocol, Reason
+from lwsbridge.context import POLLIN, Protocol, Reason
 
 
 def test_set_timer_one_callback_after_delay(make_ctx, client) -> None:
@@ -210,6 +211,54 @@ def test_peer_fin_without_close(make_ctx, client) -> None:
     settle(stepper(ctx), 0.05)
     assert echo.count(Reason.CLOSED) == 1
     assert ctx.connection_count == 0 and len(ctx.fds) == 2
+
+
+def test_peer_fin_closes_in_the_one_service_call_that_reads_it(make_ctx, client) -> None:
+    """EOF is final: the read that finds it closes the connection (DEL, close, CLOSED),
+    instead of leaving it for the EOF to be read again on the next pass -- a close
+    storm of n connections is then n services, not 2n."""
+    echo = Echo()
+    ctx = make_ctx([Protocol("p", echo.callback)])
+    c = client(ctx.port)
+    handshake(ctx, c)
+    conn = ctx.all_connections()[0]
+    fd = conn.fd
+    c.close()
+    r, _, _ = select.select([fd], [], [], 5.0)
+    assert r == [fd], "the server socket never saw the FIN"
+    assert ctx.service_fd(fd, POLLIN) == 0
+    assert echo.count(Reason.CLOSED) == 1
+    assert ctx.connection_count == 0 and fd not in dict(ctx.fds)
+    assert conn.sock.fileno() == -1
+
+
+def test_peer_fin_with_rx_paused_keeps_the_held_events(make_ctx, client) -> None:
+    """The FIN of a peer whose messages are held (rx flow control): the held message
+    is delivered when reception resumes, then the connection closes -- closing at
+    the first EOF read must not drop what is held."""
+    got: list[bytes] = []
+    echo = Echo()
+
+    def cb(conn, reason, user, payload):
+        if reason is Reason.RECEIVE:
+            got.append(bytes(payload))
+            if len(got) == 1:
+                conn.rx_flow_control(False)
+        return echo.callback(conn, reason, user, payload)
+
+    ctx = make_ctx([Protocol("p", cb)])
+    c = client(ctx.port)
+    handshake(ctx, c)
+    conn = ctx.all_connections()[0]
+    c.send(text("one") + text("two"))
+    pump(stepper(ctx), lambda: got, "the first message")
+    c.close()
+    settle(stepper(ctx), 0.1)
+    assert got == [b"one"] and echo.count(Reason.CLOSED) == 0
+    conn.rx_flow_control(True)
+    pump(stepper(ctx), lambda: echo.count(Reason.CLOSED), "CLOSED after resuming")
+    assert got == [b"one", b"two"]
+    assert ctx.connection_count == 0
 
 
 def test_peer_rst(make_ctx, client) -> None:

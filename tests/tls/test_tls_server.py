@@ -350,3 +350,36 @@ def test_server_survives_many_failed_handshakes(serve, certs) -> None:
 def test_session_tickets_off_by_default_and_configurable(certs) -> None:
     assert ServerTLS(certs.cert, certs.key).build().num_tickets == 0
     assert ServerTLS(certs.cert, certs.key, session_tickets=2).build().num_tickets == 2
+
+
+def test_close_notify_on_an_open_tcp_connection_is_closed_by_the_close_timeout(
+    serve, certs
+) -> None:
+    """A peer that sends close_notify and keeps TCP open: the server's TLS read says EOF,
+    but no later read will, so the close timer must close the connection (a plain
+    server needs no timer after EOF, since the EOF is read again; a TLS one does)."""
+    srv = echo_server(serve, ServerTLS(certs.cert, certs.key), close_timeout=0.2)
+    raw = socket.create_connection((HOST, srv.port), timeout=10)
+    s = client_ctx(certs).wrap_socket(raw, server_hostname="localhost")
+    try:
+        s.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, "EOF before the 101"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101")
+        # unwrap() sends close_notify and waits for the server's answer or its TCP
+        # close; a socket timeout (10 s, 50 times the close timeout) means it never came.
+        try:
+            s.unwrap()
+        except TimeoutError:
+            pytest.fail("the server never closed a connection whose peer sent close_notify")
+        except (ssl.SSLError, OSError):
+            pass  # the server closed TCP without a close_notify of its own: closed
+        assert srv.call(lambda: srv.ctx.connection_count) == 0
+    finally:
+        s.close()
