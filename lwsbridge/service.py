@@ -370,12 +370,13 @@ class Service:
         events = core.events()
         while events and conn.alive:
             self._dispatch(conn, events)
-            if conn.held:
+            if conn.held or not core.events_waiting:
                 break
             events = core.events()
         if conn.alive:
-            self.queue_output(conn)
-            if core.pending() and conn.rx_enabled:
+            if core.output_waiting or conn.output.chunks:
+                self.queue_output(conn)
+            if core.input_held and core.pending() and conn.rx_enabled:
                 # An extension holds inflated data back: forced service delivers it.
                 self.make_ready(conn)
 
@@ -396,7 +397,9 @@ class Service:
         if not conn.alive or conn.phase is _CONNECTING:
             return  # a client still connecting watches POLLOUT for the connect itself
         # No reading while events or inflated data wait: input stays in the kernel.
-        events = POLLIN if conn.rx_enabled and not conn.held and not conn.core.pending() else 0
+        core = conn.core
+        held = conn.held or (core.input_held and core.pending())
+        events = POLLIN if conn.rx_enabled and not held else 0
         out = conn.output
         if out.chunks or conn.file is not None:
             events |= POLLOUT
@@ -606,7 +609,8 @@ class Service:
                     continue
                 if not conn.held:
                     self.drain_events(conn)
-            if conn.core.pending() and conn.rx_enabled and not conn.held:
+            core = conn.core
+            if core.input_held and core.pending() and conn.rx_enabled and not conn.held:
                 conn.core.process_pending()
                 self.drain_events(conn)
                 if not conn.alive:

@@ -202,11 +202,35 @@ class WSConnection:
         @property
         def in_message_out(self) -> bool: ...
 
+        @property
+        def output_waiting(self) -> Sequence[bytes]: ...
+
+        @property
+        def events_waiting(self) -> Sequence[Event]: ...
+
+        @property
+        def input_held(self) -> bool: ...
+
     else:
-        # Read-only, with a C getter (no Python frame): read on every write.
+        # Read-only, with C getters (no Python frame): read on every message.
         in_message_out = property(
             attrgetter("_out_in_message"),
             doc="A message we send is unfinished: the next ``send_data`` continues it.",
+        )
+        output_waiting = property(
+            attrgetter("_out"),
+            doc="What :meth:`data_to_send` would take now (true when there is any); "
+            "a live view, do not change it.",
+        )
+        events_waiting = property(
+            attrgetter("_events"),
+            doc="What :meth:`events` would take now (true when there is any); "
+            "a live view, do not change it.",
+        )
+        input_held = property(
+            attrgetter("_frames.held"),
+            doc="An extension holds decoded input back; :meth:`pending` is false "
+            "whenever this is (a cheap first test).",
         )
 
     def pending(self) -> bool:
