@@ -249,32 +249,6 @@ def catch_stop_signals() -> None:
         signal.signal(s, early)
 
 
-#: glibc's mallopt parameter M_TOP_PAD
-_M_TOP_PAD = -2
-HEAP_PAD = 16 << 20
-
-
-def pad_heap(pad: int = HEAP_PAD) -> bool:
-    """glibc only: keep ``pad`` bytes of freed heap instead of returning them at once.
-
-    A server echoing 1 MiB messages allocates and frees about 2 MiB per message; with
-    glibc's defaults the top of the heap is trimmed and grown again, and every page
-    of it faults in anew: measured, ~260 minor faults and about half the server's CPU
-    time per 1 MiB message (benchmarks/README.md, issue 14).  ``M_TOP_PAD`` keeps a
-    margin instead.  Untouched padding costs no RSS.  A process-wide setting, so it
-    is the app's choice, not the library's.  Returns whether it was applied.
-    """
-    import ctypes
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        return bool(ctypes.CDLL(None).mallopt(_M_TOP_PAD, pad))
-    except (OSError, AttributeError):
-        return False
-
-
 class StopEvent(threading.Event):
     """A ``threading.Event`` that also counts as set once ``until()`` is true.
 

@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         catch_stop_signals,
         check_common_args,
         context_options,
-        pad_heap,
         run_app,
         setup_logging,
     )
@@ -83,12 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-deflate", action="store_true", help="do not negotiate permessage-deflate"
     )
-    parser.add_argument(
-        "--no-heap-pad",
-        action="store_true",
-        help="leave glibc's heap trimming as it is (by default 16 MiB of freed heap is "
-        "kept: large messages then do not fault their pages in again)",
-    )
     args = parser.parse_args(argv)
     check_common_args(parser, args)
     for opt, url in (("--client", args.client), ("--autobahn-client", args.autobahn_client)):
@@ -105,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument --sizes: {args.sizes!r} is not a comma-separated list of sizes")
     catch_stop_signals()
     setup_logging(args.debug)
-    if not args.no_heap_pad:
-        pad_heap()
     if args.client or args.autobahn_client:
         if args.client:
             return echo_client.check_echo(args.client, sizes, args.max_size, args.loop)
