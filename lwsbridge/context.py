@@ -255,14 +255,21 @@ class Context:
             fd, rev = pollfd, revents
             if fd not in watched:
                 return rev
-            self._svc.service_guarded(fd, rev)
+            try:  # a bug of ours must not reach the host's loop: it costs one connection
+                self._svc.service_fd(fd, rev)
+            except Exception:
+                self._svc.internal_error(self._svc.conns.get(fd), f"servicing fd {fd}")
             return 0
         fd = pollfd.fd
         if fd not in watched:
             return False
         rev = pollfd.revents
         pollfd.revents = 0
-        return self._svc.service_guarded(fd, rev)
+        try:
+            return self._svc.service_fd(fd, rev)
+        except Exception:
+            self._svc.internal_error(self._svc.conns.get(fd), f"servicing fd {fd}")
+            return True
 
     def next_timeout(self) -> int | None:
         """Milliseconds until the context needs :meth:`service_pending`; 0 = now; None = never.

@@ -147,55 +147,51 @@ class Service:
             except Exception:
                 logger.exception("timer callback %r raised", handle.callback)
 
-    def service_guarded(self, fd: int, revents: int) -> bool:
+    def service_fd(self, fd: int, revents: int) -> bool:
         """Service one ready fd; True when a connection closed.
 
-        A bug of ours must not reach the host's loop: it costs one connection only.
-        (One function, not a guard around a second: this runs once per fd event.)
+        Unguarded: the caller (``Context.service_fd``) turns an exception, a bug of
+        ours, into :meth:`internal_error`, one closed connection.
         """
-        try:
-            conn = self.conns.get(fd)
-            if conn is None:
-                if fd == self.wakeup.fd:
-                    self._woken()
-                elif self.listener is not None and fd == self.listener.fd:
-                    self._accept()
-                else:
-                    self.adopted.dispatch(fd, revents)
-                self.run_ready()
-                return False
-            if conn.phase is _CONNECTING and conn.tls is None:
-                self._client_connected(conn)
-                self.run_ready()
-                return not conn.alive
-            if revents & POLLNVAL or (revents & POLLERR and not conn.rx_enabled):
-                self.kill(conn, "socket error")
-                self.run_ready()
-                return True
-            if revents & POLLOUT:
-                conn.output.writable = True
-                self.flush(conn)
-                if conn.alive and not conn.output.chunks:
-                    if conn.file is not None:
-                        self.file_more(conn)
-                    elif conn.want_writable:
-                        self._writeable(conn)
-            # POLLERR is read like POLLIN: what the peer sent before a reset (a 101, a close
-            # frame) is still delivered; then recv() reports the error and the socket closes.
-            if revents & (POLLIN | POLLHUP | POLLERR) and conn.alive and conn.rx_enabled:
-                self._read(conn)
-            if conn.in_ready:
-                self.run_ready()  # which updates conn's interest too, once
-            elif conn.alive:
-                self.update_interest(conn)
-                if self.ready:
-                    self.run_ready()
-            elif self.ready:
-                self.run_ready()
+        conn = self.conns.get(fd)
+        if conn is None:
+            if fd == self.wakeup.fd:
+                self._woken()
+            elif self.listener is not None and fd == self.listener.fd:
+                self._accept()
+            else:
+                self.adopted.dispatch(fd, revents)
+            self.run_ready()
+            return False
+        if conn.phase is _CONNECTING and conn.tls is None:
+            self._client_connected(conn)
+            self.run_ready()
             return not conn.alive
-        except Exception:
-            self.internal_error(self.conns.get(fd), f"servicing fd {fd}")
+        if revents & POLLNVAL or (revents & POLLERR and not conn.rx_enabled):
+            self.kill(conn, "socket error")
+            self.run_ready()
             return True
+        if revents & POLLOUT:
+            conn.output.writable = True
+            self.flush(conn)
+            if conn.alive and not conn.output.chunks:
+                if conn.file is not None:
+                    self.file_more(conn)
+                elif conn.want_writable:
+                    self._writeable(conn)
+        # POLLERR is read like POLLIN: what the peer sent before a reset (a 101, a close
+        # frame) is still delivered; then recv() reports the error and the socket closes.
+        if revents & (POLLIN | POLLHUP | POLLERR) and conn.alive and conn.rx_enabled:
+            self._read(conn)
+        if conn.in_ready:
+            self.run_ready()  # which updates conn's interest too, once
+        elif conn.alive:
+            self.update_interest(conn)
+            if self.ready:
+                self.run_ready()
+        elif self.ready:
+            self.run_ready()
+        return not conn.alive
 
     def _woken(self) -> None:
         data = self.wakeup.drain()
