@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 from collections import deque
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from lwsbridge.core.connection import WSConnection
@@ -117,9 +118,14 @@ class Connection:
 
     # -- the phase ------------------------------------------------------------------------
 
-    @property
-    def phase(self) -> Phase:
-        return self._phase
+    if TYPE_CHECKING:
+
+        @property
+        def phase(self) -> Phase: ...
+
+    else:
+        # Read-only, with a C getter: read several times per message, no Python frame.
+        phase = property(attrgetter("_phase"), doc="The connection's phase (see enter()).")
 
     def enter(self, phase: Phase) -> None:
         """Move to ``phase``; a move missing from lifecycle.TRANSITIONS is a bug."""

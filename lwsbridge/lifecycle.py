@@ -34,6 +34,9 @@ class Phase(Enum):
     CLOSING = "CLOSING"
     DEAD = "DEAD"
 
+    # Hashed on every transition (dict lookups): the identity hash is C, Enum's is Python.
+    __hash__ = object.__hash__
+
 
 #: phase -> the phases it may move to
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {

@@ -80,6 +80,7 @@ class Service:
         self._handle = handle
         self._server_tls = server_tls
         self.poll = PollReporter(self._notify_protocol0, poll_sink)
+        self._watched = self.poll.watched
         #: fd -> connection, for every connection with a socket
         self.conns: dict[int, Connection] = {}
         #: connections with work and no fd event to bring it (forced service)
@@ -122,14 +123,6 @@ class Service:
             return CLOSE
         return r or 0
 
-    def service_guarded(self, fd: int, revents: int) -> bool:
-        """A bug of ours must not reach the host's loop: it costs one connection only."""
-        try:
-            return self._service(fd, revents)
-        except Exception:
-            self.internal_error(self.conns.get(fd), f"servicing fd {fd}")
-            return True
-
     def internal_error(self, conn: Connection | None, where: str) -> None:
         logger.exception("lwsbridge internal error in %s; closing %r", where, conn)
         if conn is not None:
@@ -138,24 +131,35 @@ class Service:
 
     def service_pending(self) -> None:
         """Run expired timers and forced service (lws: the part of lws_service with no fd)."""
-        for conn, kind in self.timers.pop_expired(time.monotonic()):
+        now = time.monotonic()
+        if self.timers.due(now):
+            self._run_timers(now)
+        if self.ready:
+            try:
+                self.run_ready()
+            except Exception:
+                self.internal_error(None, "forced service")
+
+    def _run_timers(self, now: float) -> None:
+        for conn, kind in self.timers.pop_expired(now):
             if not conn.alive:
                 continue  # closed by an earlier timer of this pass
             try:
                 self._timer_fired(conn, kind)
             except Exception:
                 self.internal_error(conn, "a timer")
-        for handle in self.timers.pop_due_calls(time.monotonic()):
+        for handle in self.timers.pop_due_calls(now):
             try:
                 handle.callback()
             except Exception:
                 logger.exception("timer callback %r raised", handle.callback)
-        try:
-            self.run_ready()
-        except Exception:
-            self.internal_error(None, "forced service")
 
-    def _service(self, fd: int, revents: int) -> bool:
+    def service_fd(self, fd: int, revents: int) -> bool:
+        """Service one ready fd; True when a connection closed.
+
+        Unguarded: the caller (``Context.service_fd``) turns an exception, a bug of
+        ours, into :meth:`internal_error`, one closed connection.
+        """
         conn = self.conns.get(fd)
         if conn is None:
             if fd == self.wakeup.fd:
@@ -182,7 +186,7 @@ class Service:
         if revents & POLLOUT:
             conn.output.writable = True
             self.flush(conn)
-            if conn.alive and not conn.output:
+            if conn.alive and not conn.output.chunks:
                 if conn.file is not None:
                     self.file_more(conn)
                 elif conn.want_writable:
@@ -191,9 +195,14 @@ class Service:
         # frame) is still delivered; then recv() reports the error and the socket closes.
         if revents & (POLLIN | POLLHUP | POLLERR) and conn.alive and conn.rx_enabled:
             self._read(conn)
-        if conn.alive:
+        if conn.in_ready:
+            self.run_ready()  # which updates conn's interest too, once
+        elif conn.alive:
             self.update_interest(conn)
-        self.run_ready()
+            if self.ready:
+                self.run_ready()
+        elif self.ready:
+            self.run_ready()
         return not conn.alive
 
     def _woken(self) -> None:
@@ -383,12 +392,13 @@ class Service:
         events = core.events()
         while events and conn.alive:
             self._dispatch(conn, events)
-            if conn.held:
+            if conn.held or not core.events_waiting:
                 break
             events = core.events()
         if conn.alive:
-            self.queue_output(conn)
-            if core.pending() and conn.rx_enabled:
+            if core.output_waiting or conn.output.chunks:
+                self.queue_output(conn)
+            if core.input_held and core.pending() and conn.rx_enabled:
                 # An extension holds inflated data back: forced service delivers it.
                 self.make_ready(conn)
 
@@ -409,13 +419,14 @@ class Service:
         if not conn.alive or conn.phase is _CONNECTING:
             return  # a client still connecting watches POLLOUT for the connect itself
         # No reading while events or inflated data wait: input stays in the kernel.
-        events = POLLIN if conn.rx_enabled and not conn.held and not conn.core.pending() else 0
+        core = conn.core
+        held = conn.held or (core.input_held and core.pending())
+        events = POLLIN if conn.rx_enabled and not held else 0
         out = conn.output
-        # A client's WRITEABLE waits for CLIENT_ESTABLISHED, which makes it ready then.
-        wants = conn.want_writable and (conn.established or conn.client_info is None)
-        if out or conn.file is not None:
+        if out.chunks or conn.file is not None:
             events |= POLLOUT
-        elif wants:
+        # A client's WRITEABLE waits for CLIENT_ESTABLISHED, which makes it ready then.
+        elif conn.want_writable and (conn.established or conn.client_info is None):
             if out.writable and self._ctx.writeable_same_pass:
                 # Known writable: delivered by forced service, not by a POLLOUT round.
                 # Deciding that here, whichever path emptied the output, keeps the
@@ -424,7 +435,9 @@ class Service:
                     self.make_ready(conn)
             else:
                 events |= POLLOUT
-        self.poll.want(conn.fd, events)
+        fd = conn.fd
+        if self._watched[fd] != events:  # the common case, no change: no call
+            self.poll.want(fd, events)
 
     def make_ready(self, conn: Connection) -> None:
         """Queue ``conn`` for forced service (once: it is not queued twice)."""
@@ -556,7 +569,7 @@ class Service:
                 out.push(c)
             if self.writing is not conn or out.nbytes >= CORK or not chunks[-1]:
                 self.flush(conn)
-        elif out and self.writing is not conn:
+        elif out.chunks and self.writing is not conn:
             self.flush(conn)
 
     def flush(self, conn: Connection) -> None:
@@ -581,7 +594,7 @@ class Service:
         while conn.want_writable and (conn.phase is _WS or conn.phase is _HTTP) and n < limit:
             if out.nbytes >= CORK:
                 self.flush(conn)
-            if out and not out.writable:
+            if out.chunks and not out.writable:
                 break  # the kernel is full: POLLOUT will bring us back
             conn.want_writable = False
             conn.wrote = False
@@ -594,9 +607,9 @@ class Service:
             if r:
                 self.close_gracefully(conn)
                 return
-        if out and conn.alive:
+        if out.chunks and conn.alive:
             self.flush(conn)
-        if n >= limit and conn.want_writable and not out and conn.alive:
+        if n >= limit and conn.want_writable and not out.chunks and conn.alive:
             if self._ctx.writeable_same_pass:
                 self.make_ready(conn)  # fairness cap reached: carry on next pass
             else:
@@ -618,7 +631,8 @@ class Service:
                     continue
                 if not conn.held:
                     self.drain_events(conn)
-            if conn.core.pending() and conn.rx_enabled and not conn.held:
+            core = conn.core
+            if core.input_held and core.pending() and conn.rx_enabled and not conn.held:
                 conn.core.process_pending()
                 self.drain_events(conn)
                 if not conn.alive:
@@ -628,7 +642,7 @@ class Service:
                 self._tls_read(conn, tls)
                 if not conn.alive:
                     continue
-            if conn.want_writable and not conn.output and conn.output.writable:
+            if conn.want_writable and not conn.output.chunks and conn.output.writable:
                 self._writeable(conn)
             if conn.alive:
                 self.update_interest(conn)

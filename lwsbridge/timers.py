@@ -101,6 +101,12 @@ class Timers:
             return deadline if first is None else min(deadline, first)
         return first
 
+    def due(self, now: float) -> bool:
+        """Whether a timer or callback (live or stale) is due at ``now``: one call, not two."""
+        heap = self._heap
+        calls = self._calls
+        return bool(heap and heap[0][0] <= now) or bool(calls and calls[0][0] <= now)
+
     def pop_expired(self, now: float) -> list[tuple[Connection, TimerKind]]:
         """Take every live timer due at ``now``; each fires once."""
         heap = self._heap

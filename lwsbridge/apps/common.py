@@ -290,9 +290,12 @@ def serve(
     Destroying the context is the caller's business.
     """
     stop = StopEvent(until)
+    # Set with ``stop``: the built-in loop tests it once per pass, without a call.
+    stopped: list[bool] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        stopped.append(True)
         context.cancel_service()  # wakes a wait on the context's fds at once
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -300,8 +303,13 @@ def serve(
         # Taken once: a later serve() in the same process (tests) is not stopped by it.
         _stop_early.clear()
         stop.set()
+        stopped.append(True)
     try:
-        if loop is None:
+        if loop is None and until is None:
+            service = context.service
+            while not stopped:
+                service(poll_ms)
+        elif loop is None:
             while not stop.is_set():
                 context.service(poll_ms)
         else:

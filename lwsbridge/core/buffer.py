@@ -14,23 +14,20 @@ class ReceiveBuffer:
     in total rather than O(n^2).
     """
 
-    __slots__ = ("_data", "_searched")
+    __slots__ = ("_searched", "data")
 
     def __init__(self, data: bytearray | None = None) -> None:
         # ``data``: the bytearray to use (a subclass lets a test count the bytes scanned).
-        self._data = data if data is not None else bytearray()
+        #: the raw bytearray (for zero-copy parsing with memoryview; do not keep views,
+        #: do not rebind): a plain attribute, read on every receive
+        self.data = data if data is not None else bytearray()
         self._searched = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.data)
 
     def __bool__(self) -> bool:
-        return bool(self._data)
-
-    @property
-    def data(self) -> bytearray:
-        """The raw bytearray (for zero-copy parsing with memoryview; do not keep views)."""
-        return self._data
+        return bool(self.data)
 
     @property
     def searched(self) -> int:
@@ -38,21 +35,21 @@ class ReceiveBuffer:
         return self._searched
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        self._data += data
+        self.data += data
 
     def consume(self, n: int) -> bytes:
         """Remove and return the first ``n`` bytes."""
-        out = bytes(self._data[:n])
-        del self._data[:n]
+        out = bytes(self.data[:n])
+        del self.data[:n]
         self._searched = 0
         return out
 
     def discard(self, n: int) -> None:
-        del self._data[:n]
+        del self.data[:n]
         self._searched = 0
 
     def clear(self) -> None:
-        self._data.clear()
+        self.data.clear()
         self._searched = 0
 
     def find_head_end(self) -> int:
@@ -60,7 +57,7 @@ class ReceiveBuffer:
 
         Accepts CRLF CRLF and, leniently (RFC 9112 §2.2), bare LF LF.
         """
-        data = self._data
+        data = self.data
         # Step back 3 bytes so a terminator split across appends is still found.
         start = max(0, self._searched - 3)
         i = data.find(b"\n", start)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from lwsbridge.core.buffer import ReceiveBuffer
 from lwsbridge.core.errors import LocalProtocolError, RemoteProtocolError
@@ -193,12 +195,43 @@ class WSConnection:
         straight from its buffer (see :meth:`receive_data`).
         """
         frames = self._frames
-        return frames.remaining if frames.in_payload and not self._buf else 0
+        return frames.remaining if frames.in_payload and not self._buf.data else 0
 
-    @property
-    def in_message_out(self) -> bool:
-        """A message we send is unfinished: the next ``send_data`` continues it."""
-        return self._out_in_message
+    if TYPE_CHECKING:
+
+        @property
+        def in_message_out(self) -> bool: ...
+
+        @property
+        def output_waiting(self) -> Sequence[bytes]: ...
+
+        @property
+        def events_waiting(self) -> Sequence[Event]: ...
+
+        @property
+        def input_held(self) -> bool: ...
+
+    else:
+        # Read-only, with C getters (no Python frame): read on every message.
+        in_message_out = property(
+            attrgetter("_out_in_message"),
+            doc="A message we send is unfinished: the next ``send_data`` continues it.",
+        )
+        output_waiting = property(
+            attrgetter("_out"),
+            doc="What :meth:`data_to_send` would take now (true when there is any); "
+            "a live view, do not change it.",
+        )
+        events_waiting = property(
+            attrgetter("_events"),
+            doc="What :meth:`events` would take now (true when there is any); "
+            "a live view, do not change it.",
+        )
+        input_held = property(
+            attrgetter("_frames.held"),
+            doc="An extension holds decoded input back; :meth:`pending` is false "
+            "whenever this is (a cheap first test).",
+        )
 
     def pending(self) -> bool:
         """True if there is work to do without new input (lws: forced service).
@@ -237,7 +270,8 @@ class WSConnection:
         if state is State.CLOSED:
             return  # RFC 6455 §7.1.1 / §5.5.1: input after the close is ignored
         frames = self._frames
-        if state in _WS_STATES and frames.in_payload and data and not self._buf:
+        buf = self._buf.data
+        if state in _WS_STATES and frames.in_payload and data and not buf:
             # Payload of the frame in progress, nothing before it: unmask it straight from
             # ``data`` (one copy), not through the receive buffer (two more).
             try:
@@ -249,13 +283,13 @@ class WSConnection:
                 return
             data = memoryview(data)[used:]
         if data:
-            self._buf.append(data)
+            buf += data  # in place: the buffer's own bytearray
         if state not in _WS_STATES:
             self._process()
             return
         # The hot path, as flat as it goes: one reader call for all the data frames here.
         try:
-            control = frames.read(self._buf.data, self._events)
+            control = frames.read(buf, self._events)
             if control is not None:
                 self._receive_frames(control)
         except RemoteProtocolError as exc:
@@ -563,7 +597,8 @@ class WSConnection:
         ``str`` is sent as text, ``bytes`` as binary unless ``binary`` says otherwise.
         Later fragments are sent as continuation frames automatically.
         """
-        self._check_open("send data")
+        if self.state is not State.OPEN:
+            self._check_open("send data")
         if isinstance(data, str):
             payload = data.encode("utf-8")
             is_binary = False if binary is None else binary
@@ -572,11 +607,14 @@ class WSConnection:
             is_binary = True if binary is None else binary
         opcode = _CONTINUATION if self._out_in_message else (_BINARY if is_binary else _TEXT)
         rsv = 0
-        ext = self.extension
+        ext = self._frames.extension
         if ext is not None:
             payload, rsv = ext.encode(payload, not self._out_in_message, final)
         self._out_in_message = not final
-        self._out.extend(self._frame(opcode, payload, final, rsv))
+        if self._client:
+            self._out.extend(self._frame(opcode, payload, final, rsv))
+        else:
+            self._out.extend(encode_frame(opcode, payload, final, rsv))
 
     def send_ping(self, payload: bytes = b"") -> None:
         self._check_open("send a ping")

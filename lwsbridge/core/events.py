@@ -34,8 +34,9 @@ class Headers:
     __slots__ = ("_fields",)
 
     def __init__(self, fields: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        # A list comprehension, not a generator: one call, not one per field.
         self._fields: tuple[tuple[bytes, bytes], ...] = tuple(
-            (name.lower(), value) for name, value in fields
+            [(name.lower(), value) for name, value in fields]
         )
 
     def get(self, name: str | bytes, default: bytes | None = None) -> bytes | None:

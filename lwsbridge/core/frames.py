@@ -152,7 +152,6 @@ class FrameReader:
         "_client",
         "_frame_fin",
         "_frame_mask",
-        "_held",
         "_held_final",
         "_in_frame",
         "_msg_decoded",
@@ -163,6 +162,7 @@ class FrameReader:
         "_remaining",
         "_utf8",
         "extension",
+        "held",
         "max_frame_size",
         "max_message_size",
     )
@@ -191,13 +191,10 @@ class FrameReader:
         self._msg_delivered = False  # a DataReceived of this message went out already
         self._utf8: Utf8Validator | None = None  # text message being received
         self._msg_decoded = 0  # bytes the extension has produced for this message
-        self._held = False  # the extension holds decoded output: parsing waits
+        #: the extension holds decoded output back: call :meth:`resume`, input waits
+        #: (a plain attribute, read on every service pass)
+        self.held = False
         self._held_final = False  # ... and it has all of the message's input already
-
-    @property
-    def held(self) -> bool:
-        """The extension holds decoded output back: call :meth:`resume`, input waits."""
-        return self._held
 
     @property
     def remaining(self) -> int:
@@ -207,7 +204,7 @@ class FrameReader:
     @property
     def in_payload(self) -> bool:
         """The next input byte is payload of a data frame (and no output is held back)."""
-        return self._in_frame and not self._held
+        return self._in_frame and not self.held
 
     def read_payload(self, data: bytes | bytearray | memoryview, events: list[Event]) -> int:
         """Deliver the front of ``data`` as payload of the data frame in progress.
@@ -244,7 +241,7 @@ class FrameReader:
         client = self._client
         append = events.append
         try:
-            while not self._held:
+            while not self.held:
                 if self._in_frame:
                     # Payload of a data frame: deliver what is here (RFC 6455 §5.4 lets
                     # us; lws delivers it the same way).
@@ -428,10 +425,10 @@ class FrameReader:
         chunk = ext.decode(chunk, self._msg_rsv, final, allowed)
         self._msg_decoded += len(chunk)
         if ext.pending():
-            self._held = True
+            self.held = True
             self._held_final = final
             return chunk, False
-        self._held = False
+        self.held = False
         return chunk, final
 
     def _emit_data(self, chunk: bytes, final: bool, remaining: int, events: list[Event]) -> None:

@@ -52,8 +52,22 @@ def make_key() -> bytes:
     return base64.b64encode(os.urandom(16))
 
 
+def _list_items(values: list[bytes]) -> list[bytes]:
+    """The comma-separated items of ``values``, empties dropped (as Headers.get_list)."""
+    out: list[bytes] = []
+    for value in values:
+        for item in value.split(b","):
+            item = item.strip()
+            if item:
+                out.append(item)
+    return out
+
+
 def _has_token(values: list[bytes], token: bytes) -> bool:
-    return any(v.lower() == token for v in values)
+    for v in values:  # noqa: SIM110 (any(generator) is a call per item, per handshake)
+        if v.lower() == token:
+            return True
+    return False
 
 
 def is_websocket_upgrade(headers: Headers) -> bool:
@@ -77,12 +91,31 @@ def validate_upgrade(
         raise RemoteProtocolError(f"WebSocket upgrade must use GET, not {method}", status=405)
     if version < (1, 1):
         raise RemoteProtocolError("WebSocket upgrade needs HTTP/1.1", status=400)
-    hosts = headers.get_all(b"host")
-    if len(hosts) != 1:
+    # One pass over the fields for every header this needs (it runs per connection);
+    # the same values, in order, as headers.get_all() of each name.
+    hosts = 0
+    connection: list[bytes] = []
+    keys: list[bytes] = []
+    version_fields: list[bytes] = []
+    extension_fields: list[bytes] = []
+    protocol_fields: list[bytes] = []
+    for name, value in headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            connection.append(value)
+        elif name == b"sec-websocket-key":
+            keys.append(value)
+        elif name == b"sec-websocket-version":
+            version_fields.append(value)
+        elif name == b"sec-websocket-extensions":
+            extension_fields.append(value)
+        elif name == b"sec-websocket-protocol":
+            protocol_fields.append(value)
+    if hosts != 1:
         raise RemoteProtocolError("exactly one Host header is required", status=400)
-    if not _has_token(headers.get_list(b"connection"), b"upgrade"):
+    if not _has_token(_list_items(connection), b"upgrade"):
         raise RemoteProtocolError("Connection header lacks the 'upgrade' token", status=400)
-    keys = headers.get_all(b"sec-websocket-key")
     if len(keys) != 1:
         raise RemoteProtocolError("exactly one Sec-WebSocket-Key header is required", status=400)
     key = keys[0]
@@ -92,13 +125,13 @@ def validate_upgrade(
         raw = b""
     if len(raw) != 16:
         raise RemoteProtocolError("Sec-WebSocket-Key is not base64 of 16 bytes", status=400)
-    versions = headers.get_list(b"sec-websocket-version")
-    if versions != [b"13"]:
+    if _list_items(version_fields) != [b"13"]:
         raise RemoteProtocolError(
             "unsupported Sec-WebSocket-Version (only 13 is supported)", status=426
         )
-    extensions = parse_extensions(headers.get_all(b"sec-websocket-extensions"))
-    return key, parse_subprotocols(headers), extensions
+    extensions = parse_extensions(extension_fields)
+    protocols = tuple(v.decode("latin-1") for v in _list_items(protocol_fields))
+    return key, protocols, extensions
 
 
 def build_accept(

@@ -42,6 +42,9 @@ class Role(Enum):
     SERVER = "server"
     CLIENT = "client"
 
+    # Hashed on every transition (dict lookups): the identity hash is C, Enum's is Python.
+    __hash__ = object.__hash__
+
 
 class State(Enum):
     IDLE = "IDLE"
@@ -51,6 +54,9 @@ class State(Enum):
     OPEN = "OPEN"
     LOCAL_CLOSING = "LOCAL_CLOSING"
     CLOSED = "CLOSED"
+
+    # Hashed on every transition (dict lookups): the identity hash is C, Enum's is Python.
+    __hash__ = object.__hash__
 
 
 S, C = Role.SERVER, Role.CLIENT
