@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import sys
@@ -23,20 +24,30 @@ def proxy_command() -> list[str]:
     return [sys.executable, "-m", "lwsbridge.apps.zmq_proxy"]
 
 
-def free_port_pair(attempts: int = 50) -> int:
-    """A loopback port P such that P and P+1 were both free a moment ago."""
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_pair(attempts: int = 200) -> int:
+    """A loopback port P such that P and P+1 were both free a moment ago.
+
+    Taken below the ephemeral range: in it, P+1 is often held by the TIME_WAIT of an
+    earlier client connection (thousands after a benchmark), which a bind refuses."""
+    low = _ephemeral_low()
+    rng = random.Random()
     for _ in range(attempts):
-        with socket.socket() as a:
-            a.bind((HOST, 0))
-            port = int(a.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind((HOST, port + 1))
-                except OSError:
-                    continue
-                return port
+        port = rng.randrange(max(1024, low - 12_000), low - 1)
+        try:
+            for p in (port, port + 1):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds
+                    s.bind((HOST, p))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no two consecutive free loopback ports")
 
 
