@@ -162,6 +162,17 @@ def raise_nofile(want: int) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def has_cap_sys_resource() -> bool:
+    """Whether this process may raise a hard rlimit (CAP_SYS_RESOURCE, bit 24)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 24 & 1)
+    except (OSError, ValueError):
+        pass
+    return os.geteuid() == 0
+
+
 def proc_cpu(pid: int) -> float:
     """utime + stime of ``pid`` in seconds (0 when it is gone)."""
     try:
@@ -170,6 +181,16 @@ def proc_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` in seconds ((0, 0) when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
