@@ -107,6 +107,7 @@ def subscriber_proc(
     counters: Any,
     pipe: Pipe,
     flood_nap: float = 0.0,
+    rate_nap: float = 0.0,
 ) -> None:
     """Hold ``n`` mirror members; count deliveries into ``counters[idx]`` once per wake-up;
     on "stop", send back the latencies per phase and the errors.  While the frames are of
@@ -178,8 +179,11 @@ def subscriber_proc(
             if off < len(data):
                 left[fd] = data[off:]
         counters[idx] = total
-        if flood_nap and ph == FLOOD:
-            time.sleep(flood_nap)
+        if ph == FLOOD:
+            if flood_nap:
+                time.sleep(flood_nap)
+        elif rate_nap:
+            time.sleep(rate_nap)
     pipe.recv()
     ru = os.times()
     pipe.send(
@@ -299,7 +303,17 @@ def run_setup(
             sources = [f"127.0.{10 + n_setup}.{i * 50 + j + 1}" for j in range(share // 2000 + 1)]
             p = ctx.Process(
                 target=subscriber_proc,
-                args=(i, port, share, args.size, sources, counters, b, args.flood_nap / 1000),
+                args=(
+                    i,
+                    port,
+                    share,
+                    args.size,
+                    sources,
+                    counters,
+                    b,
+                    args.flood_nap / 1000,
+                    args.rate_nap / 1000,
+                ),
             )
             p.start()
             b.close()
@@ -395,9 +409,13 @@ def run_setup(
         # setup did not keep up with --rate (a backlog built up during the phase)
         res["rate_tail_s"] = round(time.monotonic() - t_last, 2)
         res["rate_cpu"] = cpu.since()
+        rate_dt = time.monotonic() - cpu.t0
         got = delivered() - base
         res["rate_msgs"] = n_rate
         res["rate_deliveries"] = got
+        res["rate_us_per_delivery"] = {
+            k: round(v / 100 * rate_dt / max(1, got) * 1e6, 2) for k, v in res["rate_cpu"].items()
+        }
         if not ok:
             errors.append(f"rate phase: {n_rate * subs - got:,} deliveries missing after 60 s")
         base = delivered()
@@ -518,6 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         help="flood phase: ms a subscriber process sleeps after each epoll pass, so that "
         "each read takes several frames (default 5; 0: read at once)",
     )
+    ap.add_argument(
+        "--rate-nap",
+        type=float,
+        default=0.0,
+        help="rate phase and warm-up: ms a subscriber process sleeps after each epoll pass "
+        "(default 0: read at once; a nap adds at most that much to the latency)",
+    )
     ap.add_argument("--size", type=int, default=32, help="payload bytes (default 32, at least 13)")
     ap.add_argument("--client-procs", type=int, default=2, help="subscriber processes (2)")
     ap.add_argument("--redis", default=None, help="use this redis://HOST:PORT (default: start one)")
@@ -597,6 +622,13 @@ def main(argv: list[str] | None = None) -> int:
             ratio = two["flood_deliveries_per_s"] / max(1, one["flood_deliveries_per_s"])
             summary[f"{kind}_scaling"] = round(ratio, 2)
             print(f"{kind}: delivered msgs/s 2 workers / 1 worker = {ratio:.2f} (target >= 1.7)")
+    for r in results:
+        if not r["errors"]:
+            ru = r["rate_us_per_delivery"]
+            print(
+                f"{r['setup']}: rate CPU per delivery: server {ru['server']} us (kernel "
+                f"{ru['server_sys']}), subscribers {ru['clients']} us"
+            )
     for r in results:
         if not r["errors"]:
             us = r["flood_us_per_delivery"]
