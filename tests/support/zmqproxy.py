@@ -4,6 +4,7 @@ a network namespace), stopped by PID."""
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import sys
@@ -25,26 +26,35 @@ def proxy_command() -> list[str]:
     return [sys.executable, "-m", "lwsbridge.apps.zmq_proxy"]
 
 
-def free_port_pair(attempts: int = 50, host: str = HOST, netns: str | None = None) -> int:
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_pair(attempts: int = 200, host: str = HOST, netns: str | None = None) -> int:
     """A port P such that P and P+1 on ``host`` were both free a moment ago, looked up
-    inside namespace ``netns`` when given (where the proxy will run: the root
-    namespace's loopback may be crowded by other tests, a fresh namespace is not)."""
+    inside namespace ``netns`` when given (where the proxy will run).
+
+    Taken below the ephemeral range: in it, P+1 is often held by the TIME_WAIT of an
+    earlier client connection (thousands after a benchmark), which a bind refuses."""
 
     def new_socket() -> socket.socket:
         return socket.socket() if netns is None else socket_in(netns)
 
+    low = _ephemeral_low()
+    rng = random.Random()
     for _ in range(attempts):
-        with new_socket() as a:
-            a.bind((host, 0))
-            port = int(a.getsockname()[1])
-            if port >= 65535:
-                continue
-            with new_socket() as b:
-                try:
-                    b.bind((host, port + 1))
-                except OSError:
-                    continue
-                return port
+        port = rng.randrange(max(1024, low - 12_000), low - 1)
+        try:
+            for p in (port, port + 1):
+                with new_socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds
+                    s.bind((host, p))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no two consecutive free loopback ports")
 
 
