@@ -15,7 +15,8 @@ from __future__ import annotations
 import errno
 import select
 
-from lwsbridge.adapters._base import POLLERR, POLLHUP, POLLIN, POLLOUT, UnknownFdError
+from lwsbridge.adapters._base import POLLERR, POLLHUP, POLLIN, POLLOUT, UnknownFdError, fold
+from lwsbridge.vocabulary import Serviceable
 
 __all__ = ["AVAILABLE", "NestedEpoll"]
 
@@ -29,10 +30,12 @@ AVAILABLE = hasattr(select, "epoll") and (
 
 
 class NestedEpoll:
-    __slots__ = ("_ep", "fd")
+    __slots__ = ("_ep", "_gone", "fd")
 
     def __init__(self) -> None:
         self._ep = select.epoll()
+        #: fds DEL'd during the batch being serviced (the stale-fd guard)
+        self._gone: set[int] = set()
         #: the one fd the host's loop watches for readability
         self.fd = self._ep.fileno()
 
@@ -50,9 +53,24 @@ class NestedEpoll:
                 raise UnknownFdError(fd, what, adapter) from None
             raise
 
-    def ready(self) -> list[tuple[int, int]]:
-        """The fds ready now, with their revents (pollfd bits)."""
-        return self._ep.poll(0)
+    def drop(self, fd: int, events: int, adapter: str) -> None:
+        """The context's DEL: ``fd`` is closing, and stale for the rest of the batch."""
+        self._gone.add(fd)
+        if events:
+            self.set(fd, events, 0, adapter, "DEL")
+
+    def service(self, context: Serviceable) -> None:
+        """Service every fd ready now (call when the host says :attr:`fd` is readable).
+
+        An fd DEL'd earlier in this batch is skipped: it was closed, and its number may
+        already be a new connection's.  Level-triggered: what the batch leaves makes
+        :attr:`fd` readable again, and the host runs its other work in between.
+        """
+        gone = self._gone
+        gone.clear()
+        for fd, revents in self._ep.poll(0):
+            if fd not in gone:
+                context.service_fd(fd, fold(revents))
 
     def close(self) -> None:
         self._ep.close()

@@ -24,7 +24,6 @@ from lwsbridge.adapters._base import (
     Adapter,
     TimerFollower,
     UnknownFdError,
-    fold,
 )
 from lwsbridge.adapters._nested import AVAILABLE as NESTED
 from lwsbridge.adapters._nested import NestedEpoll
@@ -53,8 +52,6 @@ class AsyncioAdapter(Adapter):
         self._follower = TimerFollower(context, self.loop.time, self._arm, self._disarm)
         #: the nested epoll set holding the context's fds (None: a reader/writer per fd)
         self._ep = NestedEpoll() if NESTED else None
-        #: fds DEL'd during the batch being serviced (the stale-fd guard)
-        self._closed: set[int] = set()
         try:
             if self._ep is not None:
                 self.loop.add_reader(self._ep.fd, self._nested_ready)
@@ -80,9 +77,7 @@ class AsyncioAdapter(Adapter):
 
     def del_fd(self, fd: int, events: int) -> None:
         if self._ep is not None:
-            self._closed.add(fd)
-            if events:
-                self._ep.set(fd, events, 0, self.name, "DEL")
+            self._ep.drop(fd, events, self.name)
             return
         self._set(fd, "DEL", events, 0)
 
@@ -117,18 +112,9 @@ class AsyncioAdapter(Adapter):
         self._follower.follow()
 
     def _nested_ready(self) -> None:
-        ep = self._ep
-        if ep is None:
-            return
-        closed = self._closed
-        closed.clear()
-        ctx = self.context
-        # Level-triggered: what this batch leaves makes the epoll fd readable again,
-        # and the loop runs its other callbacks in between.
-        for fd, revents in ep.ready():
-            if fd not in closed:  # DEL'd earlier in this batch (maybe reused): stale
-                ctx.service_fd(fd, fold(revents))
-        self._follower.follow()
+        if self._ep is not None:
+            self._ep.service(self.context)
+            self._follower.follow()
 
     def _drop_nested(self) -> None:
         ep = self._ep

@@ -26,7 +26,6 @@ from lwsbridge.adapters._base import (
     Adapter,
     TimerFollower,
     UnknownFdError,
-    fold,
 )
 from lwsbridge.adapters._nested import AVAILABLE as NESTED
 from lwsbridge.adapters._nested import NestedEpoll
@@ -59,8 +58,6 @@ class GeventAdapter(Adapter):
         #: (None: a watcher per fd)
         self._ep = NestedEpoll() if NESTED else None
         self._nested: Any = None
-        #: fds DEL'd during the batch being serviced (the stale-fd guard)
-        self._closed: set[int] = set()
         try:
             if self._ep is not None:
                 self._nested = self.loop.io(self._ep.fd, _READ)
@@ -87,9 +84,7 @@ class GeventAdapter(Adapter):
 
     def del_fd(self, fd: int, events: int) -> None:
         if self._ep is not None:
-            self._closed.add(fd)
-            if events:
-                self._ep.set(fd, events, 0, self.name, "DEL")
+            self._ep.drop(fd, events, self.name)
             return
         w = self._watchers.pop(fd, None)
         if w is None and events:
@@ -130,18 +125,9 @@ class GeventAdapter(Adapter):
         self._follower.follow()
 
     def _nested_ready(self) -> None:
-        ep = self._ep
-        if ep is None:
-            return
-        closed = self._closed
-        closed.clear()
-        ctx = self.context
-        # Level-triggered: what this batch leaves makes the epoll fd readable again,
-        # and the hub runs its other watchers and greenlets in between.
-        for fd, revents in ep.ready():
-            if fd not in closed:  # DEL'd earlier in this batch (maybe reused): stale
-                ctx.service_fd(fd, fold(revents))
-        self._follower.follow()
+        if self._ep is not None:
+            self._ep.service(self.context)
+            self._follower.follow()
 
     def _drop_nested(self) -> None:
         ep = self._ep

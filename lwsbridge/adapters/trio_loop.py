@@ -23,7 +23,7 @@ import math
 import threading
 from typing import TYPE_CHECKING
 
-from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, UnknownFdError, fold
+from lwsbridge.adapters._base import POLLIN, POLLOUT, Adapter, UnknownFdError
 from lwsbridge.adapters._nested import AVAILABLE as NESTED
 from lwsbridge.adapters._nested import NestedEpoll
 from lwsbridge.vocabulary import Serviceable
@@ -50,8 +50,6 @@ class TrioAdapter(Adapter):
         self._timer_scope: trio.CancelScope | None = None
         #: the nested epoll set holding the context's fds (None: one task per fd)
         self._ep = NestedEpoll() if NESTED else None
-        #: fds DEL'd during the batch being serviced (the stale-fd guard)
-        self._closed: set[int] = set()
         try:
             self._attach()
         except BaseException:
@@ -77,9 +75,7 @@ class TrioAdapter(Adapter):
 
     def del_fd(self, fd: int, events: int) -> None:
         if self._ep is not None:
-            self._closed.add(fd)
-            if events:
-                self._ep.set(fd, events, 0, self.name, "DEL")
+            self._ep.drop(fd, events, self.name)
             return
         self._set(fd, "DEL", events, 0)
         if self._attached:  # on detach the fd stays open: nothing is closing
@@ -124,8 +120,6 @@ class TrioAdapter(Adapter):
 
     async def _nested_task(self, ep: NestedEpoll) -> None:
         wait = self._trio.lowlevel.wait_readable
-        ctx = self.context
-        closed = self._closed
         while self._ep is ep:
             try:
                 await wait(ep.fd)
@@ -133,12 +127,7 @@ class TrioAdapter(Adapter):
                 return  # notify_closing: detached
             if self._ep is not ep:
                 return
-            closed.clear()
-            # Level-triggered: what this batch leaves makes the epoll fd readable again,
-            # and trio runs its other tasks before this one's next wait returns.
-            for fd, revents in ep.ready():
-                if fd not in closed:  # DEL'd earlier in this batch (maybe reused): stale
-                    ctx.service_fd(fd, fold(revents))
+            ep.service(self.context)
             self._reschedule()
 
     async def _timer_task(self) -> None:

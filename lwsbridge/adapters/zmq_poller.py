@@ -97,6 +97,9 @@ class ZmqPollerAdapter(PassLoop):
                 self.poller.register(fd, _to_zmq(events))
 
     def del_fd(self, fd: int, events: int) -> None:
+        if self._ep is not None:
+            self._ep.drop(fd, events, self.name)
+            return
         self._gone(fd)
         if events:
             self._unregister(fd, "DEL")
@@ -135,11 +138,7 @@ class ZmqPollerAdapter(PassLoop):
             if key.__class__ is not int:
                 rest[key] = flags  # a zmq socket: the host's
             elif key == self._epfd and self._ep is not None:
-                # The nested set: what is ready in it now (level-triggered: whatever
-                # is left over makes the epoll fd readable again for the next poll).
-                for fd, revents in self._ep.ready():
-                    if fd not in closed:
-                        ctx.service_fd(fd, fold(revents))
+                self._ep.service(ctx)  # the nested set: what is ready in it now
             # An fd closed earlier in this pass is skipped (stale); service_fd gives
             # back the revents of an fd that is not the context's (the host's).
             elif key not in closed and ctx.service_fd(key, fold(_FROM_ZMQ[flags & 7])):
