@@ -15,13 +15,25 @@ A message is two frames, ``[channel + b"\\0", data]``: ZeroMQ subscriptions matc
 prefixes, and the NUL makes channel ``a`` not match channel ``ab``.  ZeroMQ reconnects
 by itself and sends the subscriptions again; messages sent while a peer is away are
 lost (at-most-once, docs/scaling.md).
+
+Health: a proxy that stops answering without closing its connections (stopped, hung,
+its host gone without a FIN) would leave the SUB socket waiting for ever, since it
+never writes anything a dead TCP peer could refuse.  So both sockets send ZMTP
+heartbeats (``ZMQ_HEARTBEAT_IVL`` = ``health_interval``); a connection with no answer
+for twice that is dropped by ZeroMQ, which then reconnects.  Each socket's monitor
+(``zmq_socket_monitor``, an inproc PAIR whose ``ZMQ_FD`` joins the poll set the same
+edge-triggered way) reports its connections: a connection counts once its ZMTP
+handshake succeeded, and :attr:`ZmqBackplane.connected` / ``on_status`` follow both
+sockets.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
-from lwsbridge.backplane._base import Callback, Subscriptions, check_channel
+from lwsbridge.backplane._base import Callback, StatusCallback, Subscriptions, check_channel
 from lwsbridge.context import POLLIN, Context
 from lwsbridge.log import NOTICE, logger
 from lwsbridge.timers import TimerHandle
@@ -44,8 +56,15 @@ class ZmqBackplane:
         url: str | None = None,
         sndhwm: int = 100_000,
         rcvhwm: int = 100_000,
+        on_status: StatusCallback | None = None,
+        health_interval: float = 5.0,
     ) -> None:
         import zmq  # type: ignore[import-not-found, unused-ignore]
+
+        if not (health_interval >= 0 and math.isfinite(health_interval)):
+            raise ValueError(
+                f"health_interval must be 0 (off) or more seconds, not {health_interval!r}"
+            )
 
         self._zmq: Any = zmq
         self.url = url or f"zmq://{host}:{port}"
@@ -59,20 +78,48 @@ class ZmqBackplane:
             s.setsockopt(zmq.LINGER, 0)
             if ":" in host:
                 s.setsockopt(zmq.IPV6, 1)
+            if health_interval:
+                ivl = max(1, round(health_interval * 1000))
+                s.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+                s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2 * ivl)
+                s.setsockopt(zmq.HEARTBEAT_TTL, 2 * ivl)
         self._pub.setsockopt(zmq.SNDHWM, sndhwm)
         self._sub.setsockopt(zmq.RCVHWM, rcvhwm)
-        self._pub.connect(f"tcp://{h}:{port}")
-        self._sub.connect(f"tcp://{h}:{port + 1}")
-        self._fd = int(self._sub.getsockopt(zmq.FD))
+        self._on_status = on_status
+        self._status = False
         self._drain_timer: TimerHandle | None = None
         self._closed = False
         self._dropping = False
+        # The monitors first, so that no connection event is missed.
+        events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+        self._monitors = [
+            _Monitor(context, zmq, s, events, self._link_changed) for s in (self._pub, self._sub)
+        ]
+        self._pub.connect(f"tcp://{h}:{port}")
+        self._sub.connect(f"tcp://{h}:{port + 1}")
+        self._fd = int(self._sub.getsockopt(zmq.FD))
         context.adopt_fd(self._fd, POLLIN, self._ready)
 
     @property
     def connected(self) -> bool:
-        """Always True: ZeroMQ connects and reconnects on its own, and does not say when."""
-        return not self._closed
+        """Both sockets have a connection to the proxy whose ZMTP handshake succeeded
+        (ZeroMQ connects and reconnects on its own; its socket monitors say when)."""
+        return self._status
+
+    def _link_changed(self) -> None:
+        up = not self._closed and all(m.links > 0 for m in self._monitors)
+        if up == self._status:
+            return
+        self._status = up
+        if up:
+            logger.log(NOTICE, "backplane: %s: connected", self.url)
+        else:
+            logger.log(NOTICE, "backplane: %s: connection to the proxy lost", self.url)
+        if self._on_status is not None:
+            try:
+                self._on_status(up)
+            except Exception:
+                logger.exception("backplane: %s: on_status callback failed", self.url)
 
     def publish(self, channel: str, data: bytes | str) -> bool:
         """Send ``data`` to every subscriber of ``channel``; False if ZeroMQ dropped it
@@ -114,9 +161,12 @@ class ZmqBackplane:
             self._drain_timer.cancel()
             self._drain_timer = None
         self._ctx.release_fd(self._fd)
+        for m in self._monitors:
+            m.close()
         self._pub.close()
         self._sub.close()
         self._zctx.term()
+        self._status = False
 
     # -- the edge-triggered fd ------------------------------------------------------------
 
@@ -158,3 +208,63 @@ class ZmqBackplane:
         # Budget spent with messages left: fairness to the other fds, and a timer so
         # that the rest is not stranded behind an edge that will not come again.
         self._check()
+
+
+class _Monitor:
+    """One socket's connection events (``zmq_socket_monitor``), its fd in the poll set.
+
+    ``links`` counts the socket's connections whose ZMTP handshake succeeded; each
+    change calls ``on_change()``.  The monitor's fd is edge-triggered like every
+    ``ZMQ_FD``, so a ready fd is drained while ``ZMQ_EVENTS`` says POLLIN.
+    """
+
+    __slots__ = ("_ctx", "_fd", "_on_change", "_parse", "_sock", "_socket", "_zmq", "links")
+
+    def __init__(
+        self, context: Context, zmq: Any, socket: Any, events: int, on_change: Callable[[], None]
+    ) -> None:
+        from zmq.utils.monitor import parse_monitor_message  # type: ignore[import-not-found, unused-ignore]
+
+        self._ctx = context
+        self._zmq = zmq
+        self._parse = parse_monitor_message
+        self._socket = socket
+        self._sock: Any = socket.get_monitor_socket(events)
+        self._on_change = on_change
+        self.links = 0
+        self._fd = int(self._sock.getsockopt(zmq.FD))
+        context.adopt_fd(self._fd, POLLIN, self._ready)
+        # Events may be queued before the first edge is seen: look now, by timer.
+        context.call_later(0, self._drain)
+
+    def _ready(self, fd: int, revents: int) -> None:
+        self._drain()
+
+    def _drain(self) -> None:
+        zmq = self._zmq
+        sock = self._sock
+        if sock is None:
+            return
+        changed = False
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                msg = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            event = self._parse(msg)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.links += 1
+                changed = True
+            elif event == zmq.EVENT_DISCONNECTED and self.links:
+                self.links -= 1
+                changed = True
+        if changed:
+            self._on_change()
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        self._ctx.release_fd(self._fd)
+        self._socket.disable_monitor()
+        self._sock.close()
+        self._sock = None

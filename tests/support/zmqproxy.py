@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -71,6 +72,16 @@ class ZmqProxy:
     def url(self) -> str:
         return f"zmq://{self.host}:{self.port}"
 
+    def freeze(self) -> None:
+        """SIGSTOP it: its connections stay open and the kernel still completes new
+        TCP handshakes, but nothing answers -- a hung proxy, or its host gone."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -104,6 +115,8 @@ def zmq_proxy(
                 yield ZmqProxy(proc, port, log_path, host)
                 return
         finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a frozen proxy would not act on SIGTERM
             stop_process(proc)
         last = log_path.read_text(errors="replace")
     raise RuntimeError(f"lwsbridge-zmq-proxy did not start; its log:\n{last[-2000:]}")
