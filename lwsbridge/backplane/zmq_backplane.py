@@ -45,7 +45,13 @@ _DRAIN_BUDGET = 256
 
 
 class ZmqBackplane:
-    """Publish/subscribe through ``lwsbridge-zmq-proxy`` at ``host:port``."""
+    """Publish/subscribe through ``lwsbridge-zmq-proxy`` at ``host:port``.
+
+    ``on_status(up)`` is called when both sockets have a connection to the proxy
+    (True) and when one of them is lost (False).  ``health_interval`` (seconds, 0 off)
+    is the ZMTP heartbeat: a proxy silent for twice that is given up and reconnected.
+    ``sndhwm`` / ``rcvhwm`` are ZeroMQ's high-water marks (messages).
+    """
 
     def __init__(
         self,
