@@ -563,19 +563,37 @@ class Context:
         as written, and its next WRITEABLE waits until its output is out, as after
         :meth:`write`.  A send that fails is left queued too: the connection is closed
         by its next service, never inside this call, so no callback runs from here.
-        Call it from the service thread, in any callback or outside one.
+        Call it from the service thread, in any callback or outside one.  Several
+        messages at once: :meth:`broadcast_messages`.
         """
+        return self.broadcast_messages(conns, ((data, kind),))
+
+    def broadcast_messages(
+        self, conns: Iterable[Connection], messages: Iterable[tuple[bytes | str, WriteKind]]
+    ) -> list[Connection]:
+        """:meth:`broadcast` of several ``(data, kind)`` messages, in order, in one send
+        per connection: what a broadcaster that collected the messages of one service
+        pass (the test server's mirror) writes to its members that have all earlier
+        ones.  The rules and the result are :meth:`broadcast`'s; a connection is
+        written all of them or none."""
         if _get_ident() != self._owner:
             self._wrong_thread()
-        if kind != _TEXT and kind != _BINARY:
-            raise LocalProtocolError(f"broadcast() writes TEXT or BINARY messages, not {kind!r}")
-        kind = WriteKind(kind)  # a plain int, as for write()
-        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        chunks = encode_frame(Opcode.BINARY if kind is _BINARY else Opcode.TEXT, payload)
+        frames: list[bytes] = []
+        logged: list[tuple[WriteKind, int]] = []
+        for data, kind in messages:
+            if kind != _TEXT and kind != _BINARY:
+                raise LocalProtocolError(
+                    f"broadcast() writes TEXT or BINARY messages, not {kind!r}"
+                )
+            payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            frames += encode_frame(Opcode.BINARY if kind == _BINARY else Opcode.TEXT, payload)
+            logged.append((WriteKind(kind), len(payload)))
         # One bytes object for everyone: a large payload is copied once here, not per
         # connection (the kernel copies it per socket anyway).
-        frame = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        frame = frames[0] if len(frames) == 1 else b"".join(frames)
         left: list[Connection] = []
+        if not frame:
+            return left
         logging = _log.frames
         update_interest = self._svc.update_interest
         for conn in conns:
@@ -598,7 +616,8 @@ class Context:
                 left.append(conn)
                 continue
             if logging:
-                _log.tx_frame(conn, kind, len(payload), True)
+                for kind, n in logged:
+                    _log.tx_frame(conn, kind, n, True)
             if not out.send_now(sock, frame):
                 update_interest(conn)  # the rest waits for POLLOUT
         return left
