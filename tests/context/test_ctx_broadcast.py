@@ -210,3 +210,34 @@ def test_broadcast_refuses_other_kinds_and_other_threads(make_ctx, client) -> No
     assert len(errors) == 1
     # A plain int kind is accepted, as write() accepts one.
     assert ctx.broadcast(b.conns, b"int kind", 1) == []
+
+
+def test_several_messages_go_in_one_send_all_or_none(make_ctx, client) -> None:
+    b = Broadcaster()
+    ctx = make_ctx([Protocol("http", lambda *a: 0), Protocol("b", b.callback)])
+    slow = client(ctx.port, rcvbuf=SMALL)
+    handshake(ctx, slow, protocols=("b",))
+    fast = client(ctx.port)
+    handshake(ctx, fast, protocols=("b",))
+    pump(lambda: ctx.service(5), lambda: len(b.conns) == 2, "2 members")
+    slow_conn = b.conns[0]
+    assert slow_conn.sock is not None
+    slow_conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL)
+    big = b"x" * BIG
+    assert b.send(ctx, big) == []
+    assert slow_conn.send_pipe_choked()
+    msgs = [(b"a", WriteKind.BINARY), ("b", WriteKind.TEXT), (b"c" * 300, WriteKind.BINARY)]
+    assert ctx.broadcast_messages(b.conns, msgs) == [slow_conn]
+    got = frames(ctx, fast, 4)
+    assert [(f.opcode, f.payload) for f in got] == [
+        (BINARY, big),
+        (BINARY, b"a"),
+        (TEXT, b"b"),
+        (BINARY, b"c" * 300),
+    ]
+    # Nothing of the three reached the choked member: it still gets only the first.
+    assert [f.payload for f in frames(ctx, slow, 1)] == [big]
+    ctx.service(5)
+    assert slow.take_frame() is None
+    with pytest.raises(LocalProtocolError, match="TEXT or BINARY"):
+        ctx.broadcast_messages(b.conns, [(b"ok", WriteKind.TEXT), (b"no", WriteKind.PONG)])
