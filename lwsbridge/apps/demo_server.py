@@ -104,6 +104,12 @@ class Mirror:
     its speed, never a reader its connection.  libwebsockets' mirror
     (plugins/protocol_lws_mirror.c) pauses its senders the same way.
 
+    The messages that arrive in one service pass go, at the pass's end, to every
+    member that had all earlier ones, encoded once and in one send per member
+    (:meth:`Context.broadcast_messages`); a member behind, or one the library cannot
+    write at once (output still queued, permessage-deflate, closing), catches up
+    through its WRITEABLE, one message each, in ring order.
+
     Only a member that the paused senders wait for and that takes nothing for
     ``stall_timeout`` seconds (a client that stopped reading) is dropped, with 1008, so
     that one dead reader cannot stop the mirror for everyone.  Its timer is checked
