@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
 from lwsbridge import log as _log
@@ -48,8 +48,9 @@ from lwsbridge.core.events import (
     RequestRejected,
     UpgradeRequest,
 )
+from lwsbridge.core.frames import Opcode, encode_frame
 from lwsbridge.core.pollset import POLLERR, POLLHUP, POLLIN, POLLOUT, PollArgs
-from lwsbridge.core.state import Role
+from lwsbridge.core.state import Role, State
 from lwsbridge.fileserve import FileServer
 from lwsbridge.http_serving import HttpServing
 from lwsbridge.lifecycle import Phase, TimerKind
@@ -95,6 +96,7 @@ _TEXT, _BINARY = WriteKind.TEXT, WriteKind.BINARY
 _get_ident = threading.get_ident
 _RECEIVE, _CLIENT_RECEIVE = Reason.RECEIVE, Reason.CLIENT_RECEIVE
 _HTTP, _WS, _CLOSING = Phase.HTTP, Phase.WS, Phase.CLOSING
+_OPEN = State.OPEN
 
 
 class Context:
@@ -535,6 +537,90 @@ class Context:
             core.send_data(payload, binary=kind is WriteKind.BINARY, final=final)
         self._svc.queue_output(conn)
         return len(payload)
+
+    def broadcast(
+        self, conns: Iterable[Connection], data: bytes | str, kind: WriteKind = _TEXT
+    ) -> list[Connection]:
+        """Write one message to many connections now, outside WRITEABLE; returns the
+        connections it did not write, in their order, for their WRITEABLE to write.
+
+        The frame (``kind`` TEXT or BINARY, one final frame) is encoded once, and that
+        one bytes object is sent to each connection that can take it at once without
+        anything changing order: an established server WebSocket, open (no close sent
+        or received), not in a fragmented message of its own, without
+        permessage-deflate (its compressor keeps per-connection state) or TLS (each
+        encrypts on its own), whose output is empty (nothing queued, nothing the
+        protocol core holds: a pong, say) and whose socket is known to be writable
+        (the last write took everything).  Every other connection (a choked one, a
+        closing one, a client, ...) is returned untouched: ask
+        :meth:`callback_on_writable` for it and write the same message there, so it
+        gets its messages in order at its own pace.  lws has no such call; its
+        rules are kept: nothing jumps ahead of bytes already queued, and a slow
+        connection costs the others nothing.
+
+        When the kernel takes only part of the frame, the rest is queued (a view of
+        the shared bytes, not a copy) and POLLOUT asked for; such a connection counts
+        as written, and its next WRITEABLE waits until its output is out, as after
+        :meth:`write`.  A send that fails is left queued too: the connection is closed
+        by its next service, never inside this call, so no callback runs from here.
+        Call it from the service thread, in any callback or outside one.  Several
+        messages at once: :meth:`broadcast_messages`.
+        """
+        return self.broadcast_messages(conns, ((data, kind),))
+
+    def broadcast_messages(
+        self, conns: Iterable[Connection], messages: Iterable[tuple[bytes | str, WriteKind]]
+    ) -> list[Connection]:
+        """:meth:`broadcast` of several ``(data, kind)`` messages, in order, in one send
+        per connection: what a broadcaster that collected the messages of one service
+        pass (the test server's mirror) writes to its members that have all earlier
+        ones.  The rules and the result are :meth:`broadcast`'s; a connection is
+        written all of them or none."""
+        if _get_ident() != self._owner:
+            self._wrong_thread()
+        frames: list[bytes] = []
+        logged: list[tuple[WriteKind, int]] = []
+        for data, kind in messages:
+            if kind != _TEXT and kind != _BINARY:
+                raise LocalProtocolError(
+                    f"broadcast() writes TEXT or BINARY messages, not {kind!r}"
+                )
+            payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            frames += encode_frame(Opcode.BINARY if kind == _BINARY else Opcode.TEXT, payload)
+            logged.append((WriteKind(kind), len(payload)))
+        # One bytes object for everyone: a large payload is copied once here, not per
+        # connection (the kernel copies it per socket anyway).
+        frame = frames[0] if len(frames) == 1 else b"".join(frames)
+        left: list[Connection] = []
+        if not frame:
+            return left
+        logging = _log.frames
+        update_interest = self._svc.update_interest
+        for conn in conns:
+            out = conn.output
+            core = conn.core
+            sock = conn.sock
+            if (
+                sock is None
+                or out.chunks
+                or not out.writable
+                or conn.phase is not _WS
+                or not conn.established
+                or conn.client_info is not None
+                or conn.tls is not None
+                or core.state is not _OPEN
+                or core.in_message_out
+                or core.output_waiting
+                or core.extension is not None
+            ):
+                left.append(conn)
+                continue
+            if logging:
+                for kind, n in logged:
+                    _log.tx_frame(conn, kind, n, True)
+            if not out.send_now(sock, frame):
+                update_interest(conn)  # the rest waits for POLLOUT
+        return left
 
     def rx_flow_control(self, conn: Connection, enable: bool) -> None:
         """lws_rx_flow_control: stop (False) or resume (True) reading ``conn``."""

@@ -5,7 +5,8 @@ everything before it is written, then the socket is closed).  :meth:`Output.flus
 writes what the kernel takes, with ``sendmsg`` for several chunks at once, and keeps
 a partial write's rest as a memoryview, never copying it.  It also remembers whether
 the socket is known to be writable, so a WRITEABLE can be delivered without waiting
-for POLLOUT.
+for POLLOUT.  :meth:`Output.send_now` is a broadcast's write: one shared frame on an
+empty output, straight to the kernel.
 """
 
 from __future__ import annotations
@@ -43,6 +44,28 @@ class Output:
     def choked(self) -> bool:
         """Output waits and the kernel took no more last time (lws_send_pipe_choked)."""
         return bool(self.chunks) and not self.writable
+
+    def send_now(self, sock: socket.socket, data: bytes) -> bool:
+        """Send ``data`` on an empty output, known writable (the caller checks); True when
+        the kernel took all of it.
+
+        Otherwise the rest is queued as a memoryview of ``data`` (a broadcast's frame is
+        shared by every member: never copied) and the socket marked not writable, so the
+        caller asks for POLLOUT and :meth:`flush` finishes it.  A write error is left to
+        that flush too (the bytes stay queued; the kernel reports the error again, or
+        POLLERR, and the service closes the connection there): a broadcast never closes
+        a connection, nor calls a callback, in the middle of its loop.
+        """
+        try:
+            n = sock.send(data)
+        except OSError:  # EAGAIN included: queued, POLLOUT brings the flush
+            n = 0
+        if n == len(data):
+            return True
+        self.chunks.append(memoryview(data)[n:] if n else data)
+        self.nbytes += len(data) - n
+        self.writable = False
+        return False
 
     def flush(self, sock: socket.socket) -> str | None:
         """Write what the kernel takes.

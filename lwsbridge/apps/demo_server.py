@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import os
 from collections import deque
 from collections.abc import Callable
@@ -103,6 +104,12 @@ class Mirror:
     its speed, never a reader its connection.  libwebsockets' mirror
     (plugins/protocol_lws_mirror.c) pauses its senders the same way.
 
+    The messages that arrive in one service pass go, at the pass's end, to every
+    member that had all earlier ones, encoded once and in one send per member
+    (:meth:`Context.broadcast_messages`); a member behind, or one the library cannot
+    write at once (output still queued, permessage-deflate, closing), catches up
+    through its WRITEABLE, one message each, in ring order.
+
     Only a member that the paused senders wait for and that takes nothing for
     ``stall_timeout`` seconds (a client that stopped reading) is dropped, with 1008, so
     that one dead reader cannot stop the mirror for everyone.  Its timer is checked
@@ -141,6 +148,8 @@ class Mirror:
             "base",
             "behind",
             "channel",
+            "flush",
+            "flush_from",
             "head",
             "members",
             "name",
@@ -173,6 +182,10 @@ class Mirror:
             self.synced = True  # the channel carries our messages back (no backplane: yes)
             self.probe: TimerHandle | None = None
             self.retired = False
+            # Messages of this service pass wait for one flush at its end, so that the
+            # caught-up members (those at flush_from) get them all in one send.
+            self.flush: TimerHandle | None = None
+            self.flush_from = 0
 
     def __init__(
         self,
@@ -306,23 +319,65 @@ class Mirror:
     def _arrive(
         self, ctx: Context, ring: Mirror.Ring, msg: bytes, binary: bool
     ) -> list[Connection]:
-        """Queue a message for every member of ``ring``; its live members."""
+        """Queue a message for every member of ``ring``; its live members.
+
+        The members that had every earlier message when the first message of this
+        service pass arrived (caught up) get this pass's messages at the end of the
+        pass (:meth:`_flush`), in one send through :meth:`Context.broadcast_messages`;
+        the others through their WRITEABLE, in ring order, as before.
+        """
         ring.queue.append((msg, binary))
-        ring.head += 1
+        last = ring.head
+        head = ring.head = last + 1
         members = [c for c in ring.members if not c.user.dropped]
-        oldest = min((c.user.tail for c in members), default=ring.head)
-        if self.backplane is not None and ring.head - oldest > self.max_behind:
-            members = self._drop_laggards(ctx, ring, members)
-            oldest = min((c.user.tail for c in members), default=ring.head)
+        if self.backplane is not None and members:
+            oldest = min(c.user.tail for c in members)
+            if head - oldest > self.max_behind:
+                members = self._drop_laggards(ctx, ring, members)
+        if ring.flush is None:
+            # The first message of this pass: the members with everything so far wait
+            # for the flush; messages later in the pass join them.
+            ring.flush_from = last
+            ring.flush = ctx.call_later(0, lambda: self._flush(ctx, ring))
+        start = ring.flush_from
+        for c in members:
+            if c.user.tail != start:
+                c.callback_on_writable()  # behind already: at its own pace
+        return members
+
+    def _flush(self, ctx: Context, ring: Mirror.Ring) -> None:
+        """The end of the service pass: the members still waiting at ``flush_from`` get
+        every message since, one frame each, in one send, written at once where the
+        library can (:meth:`Context.broadcast_messages`); WRITEABLE for the rest."""
+        ring.flush = None
+        if ring.retired:
+            return
+        start, head = ring.flush_from, ring.head
+        members = [c for c in ring.members if not c.user.dropped]
+        waiting = [c for c in members if c.user.tail == start]
+        if waiting and start < head:
+            msgs = list(itertools.islice(ring.queue, start - ring.base, None))
+            left = set(
+                ctx.broadcast_messages(
+                    waiting,
+                    ((m, WriteKind.BINARY if b else WriteKind.TEXT) for m, b in msgs),
+                )
+            )
+            written = [c for c in waiting if c not in left] if left else waiting
+            for c in written:
+                c.user.tail = head
+            for c in left:
+                c.callback_on_writable()
+            if self.status is not None and written:
+                self.status.sent_many(written, sum(len(m) for m, _ in msgs), len(msgs))
+            if ring.paused and start < ring.resume_at <= head:
+                # As in SERVER_WRITEABLE: these passed the resume point.
+                ring.behind -= len(written)
+                self._maybe_resume(ring)
+        oldest = min((c.user.tail for c in members), default=head)
         while ring.base < oldest:  # every member has sent these: free them
             ring.queue.popleft()
             ring.base += 1
-        if len(self.rings) == 1:
-            ctx.callback_on_writable_all_protocol(self.protocol)
-        else:
-            for c in members:
-                c.callback_on_writable()
-        return members
 
     def _add(self, conn: Connection, ring: Mirror.Ring, msg: bytes, binary: bool) -> None:
         members = self._arrive(conn.context, ring, msg, binary)
@@ -427,6 +482,9 @@ class Mirror:
         if ring.probe is not None:
             ring.probe.cancel()
             ring.probe = None
+        if ring.flush is not None:
+            ring.flush.cancel()
+            ring.flush = None
         if self.backplane is not None:
             self.backplane.unsubscribe(ring.channel, self._on_message)
 

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lwsbridge.context import Connection, Protocol, Reason, WriteKind
@@ -236,6 +236,21 @@ class Status:
         client = self.clients.get(conn)
         if client is not None:
             client.meter.tx(nbytes)
+            self._changed()
+
+    def sent_many(self, conns: Iterable[Connection], nbytes: int, messages: int = 1) -> None:
+        """Count ``messages`` messages, ``nbytes`` in all, written on each of ``conns``
+        (a broadcast): what :meth:`sent` per connection and message would count, with
+        one meter update per protocol instead of one per connection."""
+        clients = self.clients
+        counts: dict[Meter, int] = {}
+        for conn in conns:
+            client = clients.get(conn)
+            if client is not None:
+                counts[client.meter] = counts.get(client.meter, 0) + 1
+        for meter, n in counts.items():
+            meter.tx(nbytes * n, messages * n)
+        if counts:
             self._changed()
 
     def _join(self, conn: Connection, meter: Meter) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import struct
 import time
+import zlib
 
 import pytest
 from support.servicing import pump, stepper
@@ -22,6 +23,7 @@ from wsclient import (
 )
 
 from lwsbridge.apps.demo_server import Mirror, build_context
+from lwsbridge.context import Reason
 
 
 @pytest.fixture
@@ -100,6 +102,44 @@ def test_mirror_reaches_every_member_including_sender(server, client) -> None:
     outsider.pull()
     while (f := outsider.take_frame()) is not None:
         assert f.payload.isdigit()
+
+
+def test_mirror_writes_caught_up_members_at_once_and_the_others_in_order(client) -> None:
+    """Caught-up members get a pass's messages in one broadcast, without a WRITEABLE;
+    a deflate member (which the library leaves to WRITEABLE) gets the same, in order."""
+    writeables: list[object] = []
+    mirror = Mirror()
+    inner = mirror.protocol.callback
+
+    def counting(conn, reason, user, payload):
+        if reason is Reason.SERVER_WRITEABLE:
+            writeables.append(conn)
+        return inner(conn, reason, user, payload)
+
+    mirror.protocol.callback = counting
+    ctx = build_context(0, "127.0.0.1", mirror=mirror)
+    try:
+        members = [client(ctx.port) for _ in range(3)]
+        for m in members:
+            handshake(ctx, m, protocols=("lws-mirror-protocol",))
+        squeezed = client(ctx.port)
+        resp = handshake(
+            ctx,
+            squeezed,
+            protocols=("lws-mirror-protocol",),
+            extra=(("Sec-WebSocket-Extensions", "permessage-deflate"),),
+        )
+        assert "permessage-deflate" in resp.headers["sec-websocket-extensions"]
+        (deflate_conn,) = [c for c in ctx.connections() if c.core.extension is not None]
+        members[0].send(text("one") + text("two"))
+        for m in members:
+            assert [wait_frame(ctx, m).payload for _ in range(2)] == [b"one", b"two"]
+        inflate = zlib.decompressobj(-15)
+        got = [wait_frame(ctx, squeezed).payload for _ in range(2)]
+        assert [inflate.decompress(p + b"\x00\x00\xff\xff") for p in got] == [b"one", b"two"]
+        assert writeables and all(c is deflate_conn for c in writeables)
+    finally:
+        ctx.destroy()
 
 
 def test_test_server_serves_its_page(server, client) -> None:
