@@ -67,6 +67,9 @@ _BINARY = int(Opcode.BINARY)
 _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
+# A read at least this large that starts a frame with a 64-bit length has the frame's
+# payload parsed straight from the read (smaller reads: through the receive buffer).
+_BIG_READ = 16 * 1024
 
 
 class WSConnection:
@@ -297,6 +300,28 @@ class WSConnection:
             return  # RFC 6455 §7.1.1 / §5.5.1: input after the close is ignored
         frames = self._frames
         buf = self._buf.data
+        if (
+            state in _WS_STATES
+            and not buf
+            and len(data) >= _BIG_READ
+            and data[1] & 0x7F == 127
+            and not frames.in_payload
+        ):
+            # A large read that starts with a 64-bit length: a large data frame (a control
+            # frame cannot have one).  Only its header goes through the receive buffer;
+            # the payload goes out from ``data`` below, not copied into the buffer first.
+            hlen = 14 if data[1] & 0x80 else 10
+            with memoryview(data) as mv:
+                buf += mv[:hlen]
+            try:
+                control = frames.read(buf, self._events)
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+                return
+            if control is not None:  # pragma: no cover - read raises for such a header
+                self._receive_frames(control)
+                return
+            data = memoryview(data)[hlen:]
         if state in _WS_STATES and frames.in_payload and data and not buf:
             # Payload of the frame in progress, nothing before it: unmask it straight from
             # ``data`` (one copy), not through the receive buffer (two more).

@@ -220,3 +220,46 @@ def test_compressed_messages_are_not_gathered() -> None:
     got = feed_in_pieces(conn, frame, 2000)
     assert b"".join(e.data for e in got) == raw and got[-1].is_final
     assert p.lent == 0 and p.idle_bytes == 0
+
+
+@pytest.mark.parametrize("with_pool", [True, False])
+def test_a_large_read_starting_with_a_big_frame_and_more_frames_behind_it(
+    with_pool: bool,
+) -> None:
+    """The header-only path of receive_data: the payload is parsed from the read itself,
+    and what follows the frame in the same read is parsed as usual."""
+    p = pool() if with_pool else None
+    conn = open_server(frame_pool=p, max_message_size=0)
+    big = os.urandom(70_000)
+    data = (
+        masked_frame(Opcode.BINARY, big)
+        + masked_frame(Opcode.TEXT, b"after")
+        + build_frame(Opcode.PING, b"p")
+        + masked_frame(Opcode.BINARY, b"x" * 100)[:50]
+    )
+    conn.receive_data(memoryview(data))
+    events = conn.events()
+    got = [e for e in events if isinstance(e, DataReceived)]
+    first = next(i for i, e in enumerate(got) if e.is_final)
+    assert b"".join(e.data for e in got[: first + 1]) == big and got[0].is_binary
+    assert got[first + 1].data == b"after" and not got[first + 1].is_binary
+    assert any(type(e).__name__ == "Ping" for e in events)
+    conn.receive_data(masked_frame(Opcode.BINARY, b"x" * 100)[50:])
+    rest = b"".join(e.data for e in got[first + 2 :]) + b"".join(e.data for e in data_events(conn))
+    assert rest == b"x" * 100
+
+
+@pytest.mark.parametrize(
+    ("head", "code"),
+    [
+        (bytes([0x89, 0xFF]) + (200).to_bytes(8, "big"), 1002),  # a 200-byte ping
+        (bytes([0x82, 0x7F]), 1002),  # unmasked, from a client
+        (bytes([0x82, 0xFF, 0x80]) + bytes(7), 1002),  # the length's top bit set
+        (bytes([0x82, 0xFF]) + (1 << 40).to_bytes(8, "big"), 1009),  # over the limit
+    ],
+)
+def test_a_large_read_with_a_bad_big_header_fails(head: bytes, code: int) -> None:
+    conn = open_server(frame_pool=pool(), max_message_size=1 << 20)
+    conn.receive_data(head + bytes(20_000))
+    failed = [e for e in conn.events() if isinstance(e, ConnectionFailed)]
+    assert failed and failed[0].code == code
