@@ -43,7 +43,9 @@ def run_one(scenario: str, root: str, loop: str, port: int, count: str) -> tuple
     cmd += ["lwsbridge.apps.echo_server", "-p", str(port), "-i", "127.0.0.1"]
     if loop:
         cmd += ["--loop", loop]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd=root: ``python -m`` puts the working directory first on sys.path, so run from
+    # a checkout it would import that checkout's lwsbridge for every row, not ROOT's.
+    server = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
