@@ -27,9 +27,16 @@ ARGS = {
     "1MiB": ["-c", "4", "-w", "1", "-s", "1M"],
     "latency": ["-c", "1", "-w", "1", "-s", "32"],
     "small": ["-c", "50", "-w", "8", "-s", "32"],
+    "4KiB": ["-c", "50", "-w", "8", "-s", "4096"],
     "connrate": ["-m", "connrate", "-c", "8"],
 }
-KEY = {"1MiB": "mb_per_s", "latency": "p50_us", "small": "msgs_per_s", "connrate": "conns_per_s"}
+KEY = {
+    "1MiB": "mb_per_s",
+    "latency": "p50_us",
+    "small": "msgs_per_s",
+    "4KiB": "msgs_per_s",
+    "connrate": "conns_per_s",
+}
 
 
 def cpu_seconds(pid: int) -> float:

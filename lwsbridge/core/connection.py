@@ -67,9 +67,6 @@ _BINARY = int(Opcode.BINARY)
 _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
-# A read at least this large that starts a frame with a 64-bit length has the frame's
-# payload parsed straight from the read (smaller reads: through the receive buffer).
-_BIG_READ = 16 * 1024
 
 
 class WSConnection:
@@ -300,16 +297,16 @@ class WSConnection:
             return  # RFC 6455 §7.1.1 / §5.5.1: input after the close is ignored
         frames = self._frames
         buf = self._buf.data
-        if (
-            state in _WS_STATES
-            and not buf
-            and len(data) >= _BIG_READ
-            and data[1] & 0x7F == 127
-            and not frames.in_payload
-        ):
-            # A large read that starts with a 64-bit length: a large data frame (a control
-            # frame cannot have one).  Only its header goes through the receive buffer;
-            # the payload goes out from ``data`` below, not copied into the buffer first.
+        try:
+            # A 64-bit length (127): a frame of 64 KiB or more (a control frame with one
+            # fails in read).  No len() call: this test runs on every read.
+            big = data[1] & 0x7F == 127
+        except IndexError:
+            big = False
+        if big and not buf and state in _WS_STATES and not frames.in_payload:
+            # A read that starts a large data frame: only its header goes through the
+            # receive buffer; the payload goes out from ``data`` below, not copied into
+            # the buffer first.
             hlen = 14 if data[1] & 0x80 else 10
             with memoryview(data) as mv:
                 buf += mv[:hlen]
