@@ -11,7 +11,7 @@ from lwsbridge.core.buffer import FramePool
 from lwsbridge.core.errors import RemoteProtocolError
 from lwsbridge.core.events import DataReceived, Event
 from lwsbridge.core.extensions import Extension
-from lwsbridge.core.mask import apply_mask
+from lwsbridge.core.mask import SPEEDUPS, apply_mask
 from lwsbridge.core.utf8 import Utf8Validator, utf8_valid
 
 __all__ = [
@@ -122,6 +122,9 @@ _TEXT: Final = int(Opcode.TEXT)
 _BINARY: Final = int(Opcode.BINARY)
 _PONG: Final = int(Opcode.PONG)
 _CONTROL_BIT: Final = int(Opcode.CLOSE)  # §5.2: control opcodes have their top bit (0x8) set
+
+
+_UNMASK_STEP = 16 * 1024  # pure-Python unmasking of a gathered frame, per step
 
 
 def _payload(buf: bytearray, start: int, end: int, mask: bytes) -> bytes:
@@ -429,7 +432,15 @@ class FrameReader:
         gather = self._gather
         assert gather is not None and self.pool is not None
         key = self._gather_key
-        with memoryview(gather) as g, g[: self._gather_pos] as view:
+        n = self._gather_pos
+        with memoryview(gather) as g, g[:n] as view:
+            if key and not SPEEDUPS:
+                # The pure-Python unmask makes several temporaries the size of its input:
+                # in place, in steps (of a multiple of 4 bytes, so the key stays aligned),
+                # they stay small and the heap does not grow and shrink for each frame.
+                for a in range(0, n, _UNMASK_STEP):
+                    g[a : a + _UNMASK_STEP] = apply_mask(g[a : a + _UNMASK_STEP], key)
+                key = b""
             chunk = apply_mask(view, key) if key else bytes(view)
         self._gather = None
         self.pool.give(gather)
