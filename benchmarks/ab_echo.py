@@ -27,9 +27,16 @@ ARGS = {
     "1MiB": ["-c", "4", "-w", "1", "-s", "1M"],
     "latency": ["-c", "1", "-w", "1", "-s", "32"],
     "small": ["-c", "50", "-w", "8", "-s", "32"],
+    "4KiB": ["-c", "50", "-w", "8", "-s", "4096"],
     "connrate": ["-m", "connrate", "-c", "8"],
 }
-KEY = {"1MiB": "mb_per_s", "latency": "p50_us", "small": "msgs_per_s", "connrate": "conns_per_s"}
+KEY = {
+    "1MiB": "mb_per_s",
+    "latency": "p50_us",
+    "small": "msgs_per_s",
+    "4KiB": "msgs_per_s",
+    "connrate": "conns_per_s",
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -43,7 +50,9 @@ def run_one(scenario: str, root: str, loop: str, port: int, count: str) -> tuple
     cmd += ["lwsbridge.apps.echo_server", "-p", str(port), "-i", "127.0.0.1"]
     if loop:
         cmd += ["--loop", loop]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd=root: ``python -m`` puts the working directory first on sys.path, so run from
+    # a checkout it would import that checkout's lwsbridge for every row, not ROOT's.
+    server = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:

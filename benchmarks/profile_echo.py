@@ -4,7 +4,7 @@ per connection (issue 14's profile).  Deterministic counts, unlike times on a bu
     python benchmarks/profile_echo.py ROOT SCENARIO [LOOP]
 
 ROOT is a checkout whose ``lwsbridge`` is profiled (e.g. a worktree of the commit before
-a change, with the built ``_speedups*.so`` copied in); SCENARIO is 1MiB, latency, small or
+a change, with the built ``_speedups*.so`` copied in); SCENARIO is 1MiB, latency, small, 4KiB or
 connrate (wsload's arguments as in the shared harness); LOOP an adapter name (default:
 the built-in loop).  Needs the harness's wsload (``WSLOAD``, default
 /tmp/wsbench/bin/wsload).  Env ``SORT`` (tottime, ncalls...) and ``TOP`` (rows) shape the
@@ -38,6 +38,7 @@ ARGS = {
     "1MiB": ["-c", "4", "-w", "1", "-s", "1M"],
     "latency": ["-c", "1", "-w", "1", "-s", "32"],
     "small": ["-c", "50", "-w", "8", "-s", "32"],
+    "4KiB": ["-c", "50", "-w", "8", "-s", "4096"],
     "connrate": ["-m", "connrate", "-c", "8"],
 }[SCENARIO]
 

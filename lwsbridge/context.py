@@ -33,6 +33,7 @@ from lwsbridge import log as _log
 from lwsbridge.adoption import FdHandler
 from lwsbridge.builtin_loop import BuiltinLoop
 from lwsbridge.connection import Connection
+from lwsbridge.core.buffer import FramePool
 from lwsbridge.core.connection import WSConnection
 from lwsbridge.core.errors import LocalProtocolError
 from lwsbridge.core.events import (
@@ -121,6 +122,10 @@ class Context:
     SET/CLEAR_MODE changes (benchmarks/README.md has the measurement).
     ``reuse_port``: bind with SO_REUSEPORT so that several processes share the port
     (:mod:`lwsbridge.workers`; Linux only, ValueError elsewhere).
+    ``whole_frame_size`` (default 1 MiB; 0: off): an uncompressed data frame of 64 KiB
+    up to this size is delivered in one RECEIVE however many reads it took, gathered
+    in one of a few buffers the context reuses (when all are in use, in pieces as it
+    arrives); smaller frames and larger ones come in pieces as their bytes arrive.
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class Context:
         tls: ServerTLS | None = None,
         client_tls: ClientTLS | None = None,
         reuse_port: bool = False,
+        whole_frame_size: int = 1 << 20,
     ) -> None:
         if not protocols:
             raise ValueError("at least one protocol is needed (protocol 0 handles HTTP)")
@@ -175,6 +181,10 @@ class Context:
         self.pong_timeout = pong_timeout if pong_timeout is not None else ping_interval
         #: TCP keepalive (lws ka_time / ka_probes / ka_interval); 0 = off
         self.ka_time, self.ka_probes, self.ka_interval = ka_time, ka_probes, ka_interval
+        if whole_frame_size < 0:
+            raise ValueError("whole_frame_size must be >= 0 (0: off)")
+        #: gathers large data frames whole for every connection (None: off)
+        self.frame_pool = FramePool(whole_frame_size) if whole_frame_size else None
         files = FileServer(resource_root)
         self.resource_root = files.root
         self._max_connections = connection_limit(max_connections)
@@ -764,6 +774,7 @@ class Context:
             Role.CLIENT,
             max_message_size=self.max_message_size if limit is None else limit,
             max_head_size=self.max_head_size,
+            frame_pool=self.frame_pool,
         )
         conn = Connection(self, None, (info.address, info.port), core, client_info=info)
         conn.protocol = protocol

@@ -226,6 +226,7 @@ class Service:
                 Role.SERVER,
                 max_message_size=self._ctx.max_message_size,
                 max_head_size=self._ctx.max_head_size,
+                frame_pool=self._ctx.frame_pool,
             )
             conn = Connection(self._ctx, sock, peer, core)
             if self._server_tls is not None:
@@ -289,8 +290,14 @@ class Service:
         would on its next call.
         """
         core = conn.core
-        view = self._rview
-        limit = min(core.payload_remaining, _READ_SIZE)
+        target = core.payload_buffer()
+        if target is not None:
+            # A frame gathered whole: read straight into its buffer, to the frame's end.
+            view = target
+            limit = len(target)
+        else:
+            view = self._rview
+            limit = min(core.payload_remaining, _READ_SIZE)
         got = 0
         eof = False
         error = None
@@ -306,7 +313,11 @@ class Service:
                 eof = True
                 break
             got += k
-        if got:
+        if target is not None:
+            target.release()  # the core's buffer: no view of it is kept
+            if got:
+                core.payload_filled(got)
+        elif got:
             core.receive_data(view[:got])
         self.drain_events(conn)  # also what the caller's own read produced
         if error is not None:

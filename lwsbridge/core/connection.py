@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from lwsbridge.core.buffer import ReceiveBuffer
+from lwsbridge.core.buffer import FramePool, ReceiveBuffer
 from lwsbridge.core.errors import LocalProtocolError, RemoteProtocolError
 from lwsbridge.core.events import (
     Closed,
@@ -77,7 +77,10 @@ class WSConnection:
     announces too much, before any of its payload is buffered; ``max_head_size``
     (default 8 KiB) answers 431.  ``auto_pong`` answers pings (the Ping event is
     emitted either way).  ``receive_buffer`` lets a caller supply the buffer input is
-    parsed from (a fresh :class:`ReceiveBuffer` by default).
+    parsed from (a fresh :class:`ReceiveBuffer` by default).  ``frame_pool``: large
+    data frames within its bounds are gathered in one of its buffers and delivered in
+    one :class:`DataReceived` (see :class:`~lwsbridge.core.buffer.FramePool`); None
+    (the default) delivers every frame in pieces as its bytes arrive.
     """
 
     # One object per connection: slots keep idle connections small (no __dict__).
@@ -113,6 +116,7 @@ class WSConnection:
         auto_pong: bool = True,
         mask_key_source: Callable[[int], bytes] = os.urandom,
         receive_buffer: ReceiveBuffer | None = None,
+        frame_pool: FramePool | None = None,
     ) -> None:
         self.role = role
         self.state = State.HTTP_HEAD if role is Role.SERVER else State.IDLE
@@ -124,7 +128,10 @@ class WSConnection:
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self._frames = FrameReader(
-            client=self._client, max_message_size=max_message_size, max_frame_size=max_frame_size
+            client=self._client,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            pool=frame_pool,
         )
         self._http = ServerExchange()
         # handshake
@@ -196,6 +203,25 @@ class WSConnection:
         """
         frames = self._frames
         return frames.remaining if frames.in_payload and not self._buf.data else 0
+
+    def payload_buffer(self) -> memoryview | None:
+        """Where the rest of a large frame being gathered may be read to directly.
+
+        None unless a frame is being gathered whole (``frame_pool``) and nothing else
+        is buffered.  A transport may ``recv_into`` the returned view (it ends at the
+        frame's end), then must call :meth:`payload_filled` with the byte count before
+        any other call, and must not keep the view.
+        """
+        if self._buf.data or self.state not in _WS_STATES:
+            return None
+        return self._frames.gather_target()
+
+    def payload_filled(self, n: int) -> None:
+        """``n`` bytes were read into the front of :meth:`payload_buffer`'s view."""
+        try:
+            self._frames.gathered(n, self._events)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
 
     if TYPE_CHECKING:
 
@@ -271,6 +297,28 @@ class WSConnection:
             return  # RFC 6455 §7.1.1 / §5.5.1: input after the close is ignored
         frames = self._frames
         buf = self._buf.data
+        try:
+            # A 64-bit length (127): a frame of 64 KiB or more (a control frame with one
+            # fails in read).  No len() call: this test runs on every read.
+            big = data[1] & 0x7F == 127
+        except IndexError:
+            big = False
+        if big and not buf and state in _WS_STATES and not frames.in_payload:
+            # A read that starts a large data frame: only its header goes through the
+            # receive buffer; the payload goes out from ``data`` below, not copied into
+            # the buffer first.
+            hlen = 14 if data[1] & 0x80 else 10
+            with memoryview(data) as mv:
+                buf += mv[:hlen]
+            try:
+                control = frames.read(buf, self._events)
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+                return
+            if control is not None:  # pragma: no cover - read raises for such a header
+                self._receive_frames(control)
+                return
+            data = memoryview(data)[hlen:]
         if state in _WS_STATES and frames.in_payload and data and not buf:
             # Payload of the frame in progress, nothing before it: unmask it straight from
             # ``data`` (one copy), not through the receive buffer (two more).
@@ -299,7 +347,7 @@ class WSConnection:
         """The peer closed its side (TCP FIN) or the transport broke."""
         if self.state is State.CLOSED:
             return
-        self._buf.clear()
+        self._drop_input()
         self.state = transition(self.role, self.state, "eof")
         self._emit_closed(1006, "connection closed without a close frame", clean=False)
 
@@ -343,7 +391,7 @@ class WSConnection:
         state = self.state
         if state is State.CLOSED:
             return
-        self._buf.clear()
+        self._drop_input()
         if state is State.HTTP_HEAD and not self._client:
             self._out.append(build_reject(exc.status, exc.reason))
             self._out.append(_EOF)
@@ -366,6 +414,11 @@ class WSConnection:
         self._events.append(ConnectionFailed(exc.code, exc.reason))
         self._emit_closed(exc.code, exc.reason, clean=False)
 
+    def _drop_input(self) -> None:
+        """Forget buffered input, and give a gathering buffer back to its pool."""
+        self._buf.clear()
+        self._frames.release()
+
     def _emit_closed(self, code: int, reason: str, clean: bool) -> None:
         if not self._closed_emitted:
             self._closed_emitted = True
@@ -375,7 +428,7 @@ class WSConnection:
         """End the connection now without a close handshake (timeouts, transport errors)."""
         if self.state is State.CLOSED:
             return
-        self._buf.clear()
+        self._drop_input()
         self.state = transition(self.role, self.state, "abort")
         self._out.append(_EOF)
         self._emit_closed(1006, reason, clean=False)
@@ -445,7 +498,7 @@ class WSConnection:
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
         self.state = state
-        self._buf.clear()
+        self._drop_input()
         self._out.append(response)
         self._out.append(_EOF)
         self._emit_closed(1006, f"rejected with HTTP {status}", clean=False)
@@ -489,7 +542,7 @@ class WSConnection:
                 self._process()
         else:
             self.state = transition(self.role, self.state, "response_close")
-            self._buf.clear()
+            self._drop_input()
             self._out.append(_EOF)
             self._emit_closed(1000, "HTTP response complete", clean=True)
 
@@ -529,7 +582,7 @@ class WSConnection:
         try:
             subprotocol, accepted, extension = self._handshake.check(status, headers)
         except RemoteProtocolError as exc:
-            self._buf.clear()
+            self._drop_input()
             self._out.append(_EOF)
             self.state = transition(self.role, self.state, "response_bad")
             self._events.append(HandshakeFailed(exc.reason, status, headers))
@@ -570,7 +623,7 @@ class WSConnection:
             else:
                 self._send_close_frame(code, reason)
         self.state = transition(self.role, self.state, "recv_close")
-        self._buf.clear()  # anything after the close frame is ignored (§5.5.1)
+        self._drop_input()  # anything after the close frame is ignored (§5.5.1)
         if not self._client:
             # §7.1.1: the server closes the TCP connection first.  The client emits no
             # b"" here: it waits for the server's FIN (its owner bounds that wait, see

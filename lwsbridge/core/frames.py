@@ -7,10 +7,11 @@ import struct
 from enum import IntEnum
 from typing import Final
 
+from lwsbridge.core.buffer import FramePool
 from lwsbridge.core.errors import RemoteProtocolError
 from lwsbridge.core.events import DataReceived, Event
 from lwsbridge.core.extensions import Extension
-from lwsbridge.core.mask import apply_mask
+from lwsbridge.core.mask import SPEEDUPS, apply_mask
 from lwsbridge.core.utf8 import Utf8Validator, utf8_valid
 
 __all__ = [
@@ -123,6 +124,9 @@ _PONG: Final = int(Opcode.PONG)
 _CONTROL_BIT: Final = int(Opcode.CLOSE)  # §5.2: control opcodes have their top bit (0x8) set
 
 
+_UNMASK_STEP = 16 * 1024  # pure-Python unmasking of a gathered frame, per step
+
+
 def _payload(buf: bytearray, start: int, end: int, mask: bytes) -> bytes:
     """``buf[start:end]`` unmasked with ``mask`` (b"": not masked), copied out once."""
     if end - start >= 1024:
@@ -146,12 +150,22 @@ class FrameReader:
     State kept between calls: the frame whose payload is being delivered (remaining
     bytes, FIN, the mask rotated to the next byte) and the message in progress (opcode,
     RSV bits, size, UTF-8 validator, what the extension holds back).
+
+    With a ``pool`` (:class:`~lwsbridge.core.buffer.FramePool`), an uncompressed data
+    frame whose size is within the pool's bounds is gathered in a buffer lent by the
+    pool, over as many reads as it takes, and delivered in one piece: unmasked once
+    into a fresh ``bytes``, then the buffer goes back.  A transport may read such a
+    frame's payload straight into the buffer (:meth:`gather_target`, :meth:`gathered`).
+    Text is validated when the frame is complete, before any of it is delivered.
     """
 
     __slots__ = (
         "_client",
         "_frame_fin",
         "_frame_mask",
+        "_gather",
+        "_gather_key",
+        "_gather_pos",
         "_held_final",
         "_in_frame",
         "_msg_decoded",
@@ -165,6 +179,7 @@ class FrameReader:
         "held",
         "max_frame_size",
         "max_message_size",
+        "pool",
     )
 
     def __init__(
@@ -174,6 +189,7 @@ class FrameReader:
         max_message_size: int = 1 << 20,
         max_frame_size: int = 0,
         extension: Extension | None = None,
+        pool: FramePool | None = None,
     ) -> None:
         self._client = client  # frames come from a server: they must not be masked
         self.max_message_size = max_message_size  # 0: unlimited
@@ -195,6 +211,11 @@ class FrameReader:
         #: (a plain attribute, read on every service pass)
         self.held = False
         self._held_final = False  # ... and it has all of the message's input already
+        #: where large frames are gathered whole (None: always delivered in pieces)
+        self.pool = pool
+        self._gather: bytearray | None = None  # lent by the pool for the frame in progress
+        self._gather_pos = 0  # payload bytes of that frame in it so far
+        self._gather_key = b""  # the frame's mask, from its first byte
 
     @property
     def remaining(self) -> int:
@@ -217,6 +238,10 @@ class FrameReader:
         take = self._remaining if self._remaining <= len(data) else len(data)
         if take == 0 and self._remaining:
             return 0
+        if self._gather is not None:
+            with memoryview(data) as mv, mv[:take] as view:
+                self._gather_copy(view, events)
+            return take
         mask = self._frame_mask
         with memoryview(data) as mv, mv[:take] as view:
             chunk = apply_mask(view, mask) if mask else bytes(view)
@@ -248,6 +273,11 @@ class FrameReader:
                     take = self._remaining if self._remaining <= n - pos else n - pos
                     if take == 0 and self._remaining:
                         return None
+                    if self._gather is not None:
+                        with memoryview(buf) as mv, mv[pos : pos + take] as view:
+                            self._gather_copy(view, events)
+                        pos += take
+                        continue
                     mask = self._frame_mask
                     chunk = _payload(buf, pos, pos + take, mask)
                     pos += take
@@ -333,12 +363,88 @@ class FrameReader:
                 self._start_frame(length, bool(fin))
                 self._frame_mask = bytes(buf[pos + hlen - 4 : pos + hlen]) if masked else b""
                 pos += hlen
+                pool = self.pool
+                if (
+                    pool is not None
+                    and pool.min_size <= length <= pool.max_size
+                    and not self._msg_rsv  # compressed: the extension takes pieces
+                ):
+                    gather = pool.take(length)
+                    if gather is not None:
+                        self._gather = gather
+                        self._gather_pos = 0
+                        self._gather_key = self._frame_mask
                 if length == 0:
                     self._deliver(b"", events)
             return None
         finally:
             if pos:
                 del buf[:pos]
+
+    # ------------------------------------------------------------------ gathering
+
+    def gather_target(self) -> memoryview | None:
+        """Where the rest of the frame in progress may be read to directly, or None.
+
+        A writable view of the gathering buffer from the next payload byte to the
+        frame's end; report what was written with :meth:`gathered`, and do not keep
+        the view past that call.
+        """
+        gather = self._gather
+        if gather is None or self.held:
+            return None
+        pos = self._gather_pos
+        return memoryview(gather)[pos : pos + self._remaining]
+
+    def gathered(self, n: int, events: list[Event]) -> None:
+        """``n`` payload bytes were written at the front of :meth:`gather_target`'s view."""
+        if self._gather is None or not 0 < n <= self._remaining:
+            raise ValueError("gathered() without a frame being gathered, or past its end")
+        self._gather_pos += n
+        self._remaining -= n
+        if self._remaining == 0:
+            self._gather_done(events)
+
+    def release(self) -> None:
+        """Input is dropped (the connection failed or closed): give the buffer back."""
+        gather = self._gather
+        if gather is not None:
+            self._gather = None
+            self._in_frame = False
+            self._remaining = 0
+            assert self.pool is not None
+            self.pool.give(gather)
+
+    def _gather_copy(self, view: memoryview, events: list[Event]) -> None:
+        gather = self._gather
+        assert gather is not None
+        pos = self._gather_pos
+        end = pos + len(view)
+        with memoryview(gather) as g:
+            g[pos:end] = view
+        self._gather_pos = end
+        self._remaining -= len(view)
+        if self._remaining == 0:
+            self._gather_done(events)
+
+    def _gather_done(self, events: list[Event]) -> None:
+        """The whole frame is in the buffer: unmask it out, give the buffer back, deliver."""
+        gather = self._gather
+        assert gather is not None and self.pool is not None
+        key = self._gather_key
+        n = self._gather_pos
+        with memoryview(gather) as g, g[:n] as view:
+            if key and not SPEEDUPS:
+                # The pure-Python unmask makes several temporaries the size of its input:
+                # in place, in steps (of a multiple of 4 bytes, so the key stays aligned),
+                # they stay small and the heap does not grow and shrink for each frame.
+                for a in range(0, n, _UNMASK_STEP):
+                    g[a : a + _UNMASK_STEP] = apply_mask(g[a : a + _UNMASK_STEP], key)
+                key = b""
+            chunk = apply_mask(view, key) if key else bytes(view)
+        self._gather = None
+        self.pool.give(gather)
+        self._deliver(chunk, events)
 
     def resume(self, events: list[Event]) -> None:
         """Deliver the next piece of output the extension held back (one event at most)."""
