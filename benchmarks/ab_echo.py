@@ -43,7 +43,9 @@ def run_one(scenario: str, root: str, loop: str, port: int, count: str) -> tuple
     cmd += ["lwsbridge.apps.echo_server", "-p", str(port), "-i", "127.0.0.1"]
     if loop:
         cmd += ["--loop", loop]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd "/": "python -m" puts the working directory first on sys.path, before
+    # PYTHONPATH, so run from a checkout both rows would import that checkout.
+    server = subprocess.Popen(cmd, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
