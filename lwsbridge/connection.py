@@ -2,7 +2,9 @@
 
 The methods are the lws per-connection API (``lws_write``, ``lws_callback_on_writable``,
 ``lws_rx_flow_control``, ...); each hands the work to the context, which owns the
-sockets.  The attributes below the public ones are the state the context's parts
+sockets, except ``write`` and ``callback_on_writable``, which run once per message and
+do theirs with the context's service directly (the context's methods of the same
+names call them).  The attributes below the public ones are the state the context's parts
 keep per connection; callbacks may read them but never change them.  The phase is
 the connection's own: it moves only through :meth:`Connection.enter`, along the
 table in :mod:`lwsbridge.lifecycle`.
