@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import select
+from collections.abc import Callable
 from typing import Any
 
 from lwsbridge.core.pollset import POLLIN, POLLOUT
@@ -23,14 +24,64 @@ from lwsbridge.vocabulary import Serviceable
 __all__ = ["BuiltinLoop"]
 
 
-class BuiltinLoop:
-    __slots__ = ("_context", "_loop", "_name", "_starved")
+class _OwnPass:
+    """The context as the built-in loop's array loop sees it.
 
-    def __init__(self, context: Serviceable) -> None:
+    That loop runs only inside ``Context.service()``, which has checked the thread
+    already, so its two calls of every pass, ``next_timeout`` and ``service_pending``,
+    go to the service's own (the context's, less the check and a call level); the rest
+    is the context's.
+    """
+
+    __slots__ = (
+        "_context",
+        "cancel_service",
+        "next_timeout",
+        "service_fd",
+        "service_pending",
+        "set_poll_sink",
+    )
+
+    def __init__(
+        self,
+        context: Serviceable,
+        next_timeout: Callable[[], int | None],
+        service_pending: Callable[[], None],
+    ) -> None:
+        self._context = context
+        self.next_timeout = next_timeout
+        self.service_pending = service_pending
+        self.service_fd: Callable[[int, int], int] = context.service_fd
+        self.set_poll_sink = context.set_poll_sink
+        self.cancel_service = context.cancel_service
+
+    @property
+    def fds(self) -> list[tuple[int, int]]:
+        return self._context.fds
+
+
+class BuiltinLoop:
+    __slots__ = ("_context", "_loop", "_name", "_starved", "run_pass")
+
+    def __init__(
+        self,
+        context: Serviceable,
+        *,
+        next_timeout: Callable[[], int | None] | None = None,
+        service_pending: Callable[[], None] | None = None,
+    ) -> None:
+        """``next_timeout`` and ``service_pending``, when given, are the context's own
+        without the thread check, for the passes (which only ``service()`` runs)."""
+        if next_timeout is not None and service_pending is not None:
+            context = _OwnPass(context, next_timeout, service_pending)
         self._context = context
         self._name = best_array_loop()
         self._loop: Any = None
         self._starved = False  # running without the loop: logged once
+        #: one pass, ``run_pass(timeout_ms)``: :meth:`run_once` until the loop is made,
+        #: then the loop's own ``run_once``, so that ``Context.service`` reaches the
+        #: array loop without this object's call level in between (once per pass)
+        self.run_pass: Callable[[int | None], object] = self.run_once
 
     def run_once(self, timeout_ms: int | None) -> None:
         loop = self._loop
@@ -53,6 +104,7 @@ class BuiltinLoop:
             if self._starved:
                 self._starved = False
                 logger.log(NOTICE, "service(): the %s loop is running now", self._name)
+            self.run_pass = loop.run_once
         loop.run_once(timeout_ms)
 
     def _run_without_loop(self, timeout_ms: int | None) -> None:
@@ -84,3 +136,4 @@ class BuiltinLoop:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+            self.run_pass = self.run_once

@@ -2,7 +2,9 @@
 
 The methods are the lws per-connection API (``lws_write``, ``lws_callback_on_writable``,
 ``lws_rx_flow_control``, ...); each hands the work to the context, which owns the
-sockets.  The attributes below the public ones are the state the context's parts
+sockets, except ``write`` and ``callback_on_writable``, which run once per message and
+do theirs with the context's service directly (the context's methods of the same
+names call them).  The attributes below the public ones are the state the context's parts
 keep per connection; callbacks may read them but never change them.  The phase is
 the connection's own: it moves only through :meth:`Connection.enter`, along the
 table in :mod:`lwsbridge.lifecycle`.
@@ -11,11 +13,13 @@ table in :mod:`lwsbridge.lifecycle`.
 from __future__ import annotations
 
 import socket
+import threading
 from collections import deque
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from lwsbridge import log as _log
 from lwsbridge.core.connection import WSConnection
 from lwsbridge.core.errors import LocalProtocolError
 from lwsbridge.core.events import DataReceived, Headers
@@ -28,8 +32,23 @@ from lwsbridge.vocabulary import ClientConnectInfo, Protocol, WriteKind
 
 if TYPE_CHECKING:
     from lwsbridge.context import Context
+    from lwsbridge.service import Service
 
 __all__ = ["Connection"]
+
+_get_ident = threading.get_ident
+_TEXT, _BINARY = WriteKind.TEXT, WriteKind.BINARY
+_CLOSING = Phase.CLOSING
+
+#: what a call from a thread other than the servicing one raises
+WRONG_THREAD = (
+    "lwsbridge contexts are single-threaded: call this from the thread that "
+    "services the context; from other threads only cancel_service() is allowed"
+)
+_NOT_WRITEABLE = (
+    "write() is only allowed inside this connection's WRITEABLE callback; "
+    "call callback_on_writable() and write from there"
+)
 
 
 class Connection:
@@ -38,6 +57,7 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "_phase",
+        "_svc",
         "alive",
         "awaiting_pong",
         "client_info",
@@ -74,8 +94,13 @@ class Connection:
         peer: Any,
         core: WSConnection,
         client_info: ClientConnectInfo | None = None,
+        *,
+        service: Service,
     ) -> None:
         self.context = context
+        # The context's service, for the per-message calls (write, callback_on_writable)
+        # to do their work here rather than one call level further, in the context.
+        self._svc = service
         self.sock = sock
         self.fd = sock.fileno() if sock is not None else -1
         self.peer = peer
@@ -141,11 +166,28 @@ class Connection:
 
     # -- lws_callback_on_writable / lws_write ------------------------------------------
 
+    # Both run once per echoed message or so: their work is done here (Context's
+    # methods of the same name call these), not one call level further.
+
     def callback_on_writable(self) -> None:
         """Ask for one WRITEABLE callback (lws ``lws_callback_on_writable``)."""
-        self.context.callback_on_writable(self)
+        svc = self._svc
+        if _get_ident() != svc.owner:
+            raise LocalProtocolError(WRONG_THREAD)
+        if self.want_writable or not self.alive or self._phase is _CLOSING:
+            return
+        self.want_writable = True
+        if svc.writing is self:
+            return  # asked from its own WRITEABLE: the delivery loop picks it up
+        if self.client_info is not None and not self.established:
+            return  # kept for after CLIENT_ESTABLISHED
+        out = self.output
+        if out.writable and not out.chunks and self.context.writeable_same_pass:
+            svc.make_ready(self)
+        else:
+            svc.update_interest(self)
 
-    def write(self, data: bytes | str, kind: WriteKind = WriteKind.TEXT, final: bool = True) -> int:
+    def write(self, data: bytes | str, kind: WriteKind = _TEXT, final: bool = True) -> int:
         """Write one frame (lws ``lws_write``); only inside a WRITEABLE callback, once.
 
         ``kind`` TEXT/BINARY starts a message, CONTINUATION continues one; ``final``
@@ -153,7 +195,38 @@ class Connection:
         of payload accepted.  The frame is queued in full: a partial kernel write is
         finished before the next WRITEABLE.
         """
-        return self.context.write(self, data, kind, final)
+        svc = self._svc
+        if svc.writing is not self or _get_ident() != svc.owner:
+            raise LocalProtocolError(_NOT_WRITEABLE)
+        if self.wrote:
+            raise LocalProtocolError("only one write() per WRITEABLE callback (as lws)")
+        self.wrote = True
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if _log.frames:  # one attribute test when frame logging is off
+            _log.tx_frame(self, kind, len(payload), final)
+        core = self.core
+        if (kind is _TEXT or kind is _BINARY) and not core.in_message_out:
+            core.send_data(payload, binary=kind is _BINARY, final=final)  # the hot path
+            svc.queue_output(self)
+            return len(payload)
+        if kind.__class__ is not WriteKind:
+            kind = WriteKind(kind)  # a plain int, as C callers of lws_write pass
+        if kind is WriteKind.HTTP:
+            core.send_http_body(payload)
+        elif kind is WriteKind.PING:
+            core.send_ping(payload)
+        elif kind is WriteKind.PONG:
+            core.send_pong(payload)
+        elif kind is WriteKind.CONTINUATION:
+            if not core.in_message_out:
+                raise LocalProtocolError("CONTINUATION write without a message begun")
+            core.send_data(payload, binary=True, final=final)
+        else:
+            if core.in_message_out:
+                raise LocalProtocolError("a fragmented message is in progress: write CONTINUATION")
+            core.send_data(payload, binary=kind is WriteKind.BINARY, final=final)
+        svc.queue_output(self)
+        return len(payload)
 
     @property
     def buffered_bytes(self) -> int:

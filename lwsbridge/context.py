@@ -32,7 +32,7 @@ from typing import Any, overload
 from lwsbridge import log as _log
 from lwsbridge.adoption import FdHandler
 from lwsbridge.builtin_loop import BuiltinLoop
-from lwsbridge.connection import Connection
+from lwsbridge.connection import WRONG_THREAD, Connection
 from lwsbridge.core.buffer import FramePool
 from lwsbridge.core.connection import WSConnection
 from lwsbridge.core.errors import LocalProtocolError
@@ -220,14 +220,11 @@ class Context:
 
     @staticmethod
     def _wrong_thread() -> None:
-        raise LocalProtocolError(
-            "lwsbridge contexts are single-threaded: call this from the thread that "
-            "services the context; from other threads only cancel_service() is allowed"
-        )
+        raise LocalProtocolError(WRONG_THREAD)
 
     def adopt_thread(self) -> None:
         """Make the calling thread the one that services this context (before servicing)."""
-        self._owner = threading.get_ident()
+        self._owner = self._svc.owner = threading.get_ident()
 
     @property
     def service_thread(self) -> int:
@@ -290,6 +287,7 @@ class Context:
         """
         if _get_ident() != self._owner:
             self._wrong_thread()
+        # Service.next_timeout's body, written out: an adapter asks once per pass.
         if self._svc.ready:
             return 0
         deadline = self._svc.timers.next_deadline()
@@ -315,8 +313,11 @@ class Context:
         if self._builtin is None:
             if self._svc.poll.sink is not None:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
-            self._builtin = BuiltinLoop(self)
-        self._builtin.run_once(timeout_ms)
+            svc = self._svc
+            self._builtin = BuiltinLoop(
+                self, next_timeout=svc.next_timeout, service_pending=svc.service_pending
+            )
+        self._builtin.run_pass(timeout_ms)  # the array loop's run_once, once it is made
 
     def adopt_fd(self, fd: int, events: int, on_ready: FdHandler) -> None:
         """Put a foreign fd (its owner keeps it) in the poll set: ADD_POLL_FD as for a socket.
@@ -364,17 +365,7 @@ class Context:
         """lws_callback_on_writable: one WRITEABLE callback for ``conn`` soon."""
         if _get_ident() != self._owner:
             self._wrong_thread()
-        if conn.want_writable or not conn.alive or conn.phase is _CLOSING:
-            return
-        conn.want_writable = True
-        if self._svc.writing is conn:
-            return  # asked from its own WRITEABLE: the delivery loop picks it up
-        if conn.client_info is not None and not conn.established:
-            return  # kept for after CLIENT_ESTABLISHED
-        if conn.output.writable and not conn.output.chunks and self.writeable_same_pass:
-            self._svc.make_ready(conn)
-        else:
-            self._svc.update_interest(conn)
+        conn.callback_on_writable()  # the work is there (the per-message path)
 
     def callback_on_writable_all_protocol(self, protocol: Protocol | str) -> None:
         """lws_callback_on_writable_all_protocol."""
@@ -382,7 +373,7 @@ class Context:
         p = self.protocols_by_name[protocol] if isinstance(protocol, str) else protocol
         for conn in list(self._svc.conns.values()):
             if conn.established and conn.protocol is p:
-                self.callback_on_writable(conn)
+                conn.callback_on_writable()
 
     def connections(self, protocol: Protocol | str | None = None) -> list[Connection]:
         """The established connections (of ``protocol``, when given)."""
@@ -513,40 +504,12 @@ class Context:
         self, conn: Connection, data: bytes | str, kind: WriteKind = _TEXT, final: bool = True
     ) -> int:
         """lws_write: one frame on ``conn``, only inside its WRITEABLE callback, once."""
-        if self._svc.writing is not conn or _get_ident() != self._owner:
+        if conn.context is not self:  # never inside this context's WRITEABLE
             raise LocalProtocolError(
                 "write() is only allowed inside this connection's WRITEABLE callback; "
                 "call callback_on_writable() and write from there"
             )
-        if conn.wrote:
-            raise LocalProtocolError("only one write() per WRITEABLE callback (as lws)")
-        conn.wrote = True
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        if _log.frames:  # one attribute test when frame logging is off
-            _log.tx_frame(conn, kind, len(payload), final)
-        core = conn.core
-        if (kind is _TEXT or kind is _BINARY) and not core.in_message_out:
-            core.send_data(payload, binary=kind is _BINARY, final=final)  # the hot path
-            self._svc.queue_output(conn)
-            return len(payload)
-        if kind.__class__ is not WriteKind:
-            kind = WriteKind(kind)  # a plain int, as C callers of lws_write pass
-        if kind is WriteKind.HTTP:
-            core.send_http_body(payload)
-        elif kind is WriteKind.PING:
-            core.send_ping(payload)
-        elif kind is WriteKind.PONG:
-            core.send_pong(payload)
-        elif kind is WriteKind.CONTINUATION:
-            if not core.in_message_out:
-                raise LocalProtocolError("CONTINUATION write without a message begun")
-            core.send_data(payload, binary=True, final=final)
-        else:
-            if core.in_message_out:
-                raise LocalProtocolError("a fragmented message is in progress: write CONTINUATION")
-            core.send_data(payload, binary=kind is WriteKind.BINARY, final=final)
-        self._svc.queue_output(conn)
-        return len(payload)
+        return conn.write(data, kind, final)  # the work is there (the per-message path)
 
     def broadcast(
         self, conns: Iterable[Connection], data: bytes | str, kind: WriteKind = _TEXT
@@ -687,7 +650,11 @@ class Context:
                 _log.rx_piece(conn, ev)
             conn.rx_event = ev
             reason = _RECEIVE if conn.client_info is None else _CLIENT_RECEIVE
-            r = self._svc.call(conn, conn.protocol, reason, ev.data)
+            protocol = conn.protocol
+            try:  # Service.call, in place: once per message
+                r = protocol.callback(conn, reason, conn.user, ev.data)
+            except Exception:
+                r = self._svc.callback_raised(conn, protocol, reason)
             conn.rx_event = None
             if r:
                 self._svc.close_gracefully(conn)
@@ -776,7 +743,9 @@ class Context:
             max_head_size=self.max_head_size,
             frame_pool=self.frame_pool,
         )
-        conn = Connection(self, None, (info.address, info.port), core, client_info=info)
+        conn = Connection(
+            self, None, (info.address, info.port), core, client_info=info, service=self._svc
+        )
         conn.protocol = protocol
         if info.user is not None:
             conn.user = info.user

@@ -16,7 +16,7 @@ import resource
 import socket
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lwsbridge.keepalive import TCPKeepalive
 from lwsbridge.log import NOTICE, logger
@@ -81,10 +81,39 @@ def connection_limit(max_connections: int | None) -> int:
     return chosen
 
 
+class _ListenSocket(socket.socket):
+    """The listening socket, with an accept that skips ``socket.accept``'s Python work.
+
+    ``socket.socket.accept`` reads ``self.family`` and ``self.type`` (two properties
+    that convert to enums: 9 Python calls) and checks the default timeout, for every
+    connection.  The family, type and protocol are known here, so they go in as ints;
+    the socket made is the same ``socket.socket`` (the caller sets its blocking mode,
+    as the stdlib's accept leaves it to the default timeout).
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # the C method socket.accept is built on, not in typeshed
+
+        def _accept(self) -> tuple[int, Any]: ...
+
+    def accept_plain(self, family: int) -> tuple[socket.socket, Any]:
+        fd, addr = self._accept()
+        return socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd), addr
+
+
 class Listener:
     """A bound, listening, non-blocking socket and what accepting from it takes."""
 
-    __slots__ = ("_refused_burst", "_sock", "_spare_fd", "keepalive", "limit")
+    __slots__ = (
+        "_family",
+        "_nodelay_inherited",
+        "_refused_burst",
+        "_sock",
+        "_spare_fd",
+        "keepalive",
+        "limit",
+    )
 
     def __init__(
         self,
@@ -100,7 +129,7 @@ class Listener:
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
         if reuse_port:
             _check_reuse_port()
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = _ListenSocket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
@@ -113,6 +142,15 @@ class Listener:
         except BaseException:
             sock.close()
             raise
+        # Linux copies TCP_NODELAY from the listener to every socket accepted from it,
+        # which saves a setsockopt per connection; whether this kernel does is seen on
+        # the first connection (accept()), and where it does not, each gets its own.
+        self._nodelay_inherited: bool | None = None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            self._nodelay_inherited = False
+        self._family = int(family)
         self._sock = sock
         self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
         self._refused_burst = 0
@@ -133,9 +171,12 @@ class Listener:
         ``live()`` is the number of connections now: at the limit, a socket gets the
         503 and is closed here instead of being yielded.
         """
+        lsock = self._sock
+        family = self._family
+        keepalive = self.keepalive
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, peer = self._sock.accept()
+                sock, peer = lsock.accept_plain(family)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -150,13 +191,25 @@ class Listener:
             if self._refused_burst:
                 logger.log(NOTICE, "accepting again after refusing %d", self._refused_burst)
                 self._refused_burst = 0
-            self.keepalive.apply(sock)
+            if keepalive.time:  # apply() is a no-op without it: no call
+                keepalive.apply(sock)
             sock.setblocking(False)
-            try:  # noqa: SIM105 (suppress() is 3 calls more, and this runs per connection)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+            if not self._nodelay_inherited:
+                self._set_nodelay(sock)
             yield sock, peer
+
+    def _set_nodelay(self, sock: socket.socket) -> None:
+        """TCP_NODELAY on ``sock``, unless it came with it from the listener (then not again)."""
+        try:
+            if self._nodelay_inherited is None:
+                self._nodelay_inherited = bool(
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                )
+                if self._nodelay_inherited:
+                    return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
     def _refuse_out_of_fds(self) -> None:
         assert self._spare_fd is not None

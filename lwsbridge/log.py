@@ -392,8 +392,11 @@ def tx_frame(conn: object, kind: object, n: int, fin: bool) -> None:
 
 def accepted(conn: object, peer: object) -> None:
     """INFO: a connection was accepted (once per connection)."""
-    mark_start(conn)
-    logger.info("%r accepted from %s", conn, peer)
+    # One level test for both: LATENCY sits below INFO, so with INFO off it is off too
+    # (isEnabledFor is monotonic in the level).  Two calls fewer per connection.
+    if logger.isEnabledFor(logging.INFO):
+        mark_start(conn)
+        logger.info("%r accepted from %s", conn, peer)
 
 
 def connecting(conn: object, url: str) -> None:
@@ -411,9 +414,14 @@ def handshake(
     headers: Iterable[tuple[bytes, bytes]],
 ) -> None:
     """INFO: the WebSocket handshake is done; HEADER, EXT and LATENCY details."""
-    refresh()  # a level the host changed through logging applies from here on
+    global frames
+    # A level the host changed through logging applies from here on (refresh()'s job).
     if not logger.isEnabledFor(logging.INFO):
-        return  # and so are the detail levels, all below INFO: format nothing
+        # And so are DEBUG and the detail levels, all below INFO: format nothing, and
+        # frames is False (what refresh() would find, without its level test).
+        frames = False
+        return
+    refresh()
     ext = ", ".join(e.serialize() for e in extensions) or "none"
     logger.info("%r handshake %s subprotocol=%s extensions=%s", conn, path, subprotocol, ext)
     if logger.isEnabledFor(_HEADER):
@@ -432,15 +440,17 @@ def handshake(
 
 def closed(conn: object, code: int, reason: str, local: bool, clean: bool) -> None:
     """INFO: a WebSocket connection closed (code, reason, which side began it)."""
-    logger.info(
-        "%r closed code=%d reason=%r by=%s clean=%s",
-        conn,
-        code,
-        reason,
-        "local" if local else "peer",
-        clean,
-    )
-    _started.pop(conn, None)
+    if logger.isEnabledFor(logging.INFO):  # logger.info's own test, one call level less
+        logger.info(
+            "%r closed code=%d reason=%r by=%s clean=%s",
+            conn,
+            code,
+            reason,
+            "local" if local else "peer",
+            clean,
+        )
+    if _marked:  # the weak dict's pop is a Python call: only once something was marked
+        _started.pop(conn, None)
 
 
 def dropped(conn: object, why: str, peer: bool) -> None:
@@ -448,16 +458,20 @@ def dropped(conn: object, why: str, peer: bool) -> None:
     logger.info(
         "%r closed code=1006 reason=%r by=%s clean=False", conn, why, "peer" if peer else "local"
     )
-    _started.pop(conn, None)
+    if _marked:
+        _started.pop(conn, None)
 
 
 # When each connection started, for LATENCY (kept only while that bit is on).
 _started: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
+_marked = False  # something was put in _started since import (it may still hold it)
 
 
 def mark_start(conn: object) -> None:
     """Note when ``conn`` was accepted or began connecting (cold: once per connection)."""
+    global _marked
     if logger.isEnabledFor(_LATENCY):
+        _marked = True
         _started[conn] = time.monotonic()
 
 

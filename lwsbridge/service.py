@@ -49,6 +49,7 @@ __all__ = ["ACCEPT_TURN", "Handler", "Service"]
 Handler = Callable[[Connection, Any], None]
 
 _HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
+_LOCK_POLL, _UNLOCK_POLL = Reason.LOCK_POLL, Reason.UNLOCK_POLL
 _MAX_WRITEABLE_PER_PASS = 64
 #: Connection services between two turns of the listener.  The kernel reports a newly
 #: ready fd at the tail of its ready list, so in a close storm a new client's connect
@@ -77,9 +78,11 @@ class Service:
         client_tls: ClientTLS | None,
     ) -> None:
         self._ctx = ctx
+        #: the ident of the thread allowed to service (the context's; adopt_thread moves it)
+        self.owner = ctx.service_thread
         self._handle = handle
         self._server_tls = server_tls
-        self.poll = PollReporter(self._notify_protocol0, poll_sink)
+        self.poll = PollReporter(self._notify_protocol0, poll_sink, report=self._report_poll)
         self._watched = self.poll.watched
         #: fd -> connection, for every connection with a socket
         self.conns: dict[int, Connection] = {}
@@ -108,26 +111,62 @@ class Service:
     def _notify_protocol0(self, reason: Reason, args: PollArgs) -> None:
         self.call(None, self._ctx.protocols[0], reason, args)
 
+    def _report_poll(self, reason: Reason, args: PollArgs) -> None:
+        """LOCK_POLL, ``reason``, UNLOCK_POLL to protocol 0, each as :meth:`call` gives it.
+
+        :meth:`call`'s guard written out here: each connection's ADD and DEL make six
+        of these callbacks, and the two call levels per callback were 12 of a
+        connection's ~320 Python calls.
+        """
+        p0 = self._ctx.protocols[0]
+        cb = p0.callback
+        for r in (_LOCK_POLL, reason, _UNLOCK_POLL):
+            try:
+                cb(None, r, None, args)
+            except Exception:
+                logger.exception(
+                    "callback %s raised in %s for %r; closing that connection",
+                    p0.name,
+                    r.name,
+                    None,
+                )
+
     def call(
         self, conn: Connection | None, protocol: Protocol, reason: Reason, payload: Any
     ) -> int:
         try:
             r = protocol.callback(conn, reason, conn.user if conn is not None else None, payload)
         except Exception:
-            logger.exception(
-                "callback %s raised in %s for %r; closing that connection",
-                protocol.name,
-                reason.name,
-                conn,
-            )
-            return CLOSE
+            return self.callback_raised(conn, protocol, reason)
         return r or 0
+
+    @staticmethod
+    def callback_raised(conn: Connection | None, protocol: Protocol, reason: Reason) -> int:
+        """What :meth:`call` does when the callback raised (called from its ``except``):
+        the one log line, and CLOSE.  The per-message callbacks (RECEIVE, WRITEABLE)
+        are called in place with this as their ``except``, a call level less."""
+        logger.exception(
+            "callback %s raised in %s for %r; closing that connection",
+            protocol.name,
+            reason.name,
+            conn,
+        )
+        return CLOSE
 
     def internal_error(self, conn: Connection | None, where: str) -> None:
         logger.exception("lwsbridge internal error in %s; closing %r", where, conn)
         if conn is not None:
             with contextlib.suppress(Exception):
                 self.kill(conn, "internal error")
+
+    def next_timeout(self) -> int | None:
+        """``Context.next_timeout`` without the thread check (the built-in loop's passes)."""
+        if self.ready:
+            return 0
+        deadline = self.timers.next_deadline()
+        if deadline is None:
+            return None
+        return max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
 
     def service_pending(self) -> None:
         """Run expired timers and forced service (lws: the part of lws_service with no fd)."""
@@ -228,7 +267,7 @@ class Service:
                 max_head_size=self._ctx.max_head_size,
                 frame_pool=self._ctx.frame_pool,
             )
-            conn = Connection(self._ctx, sock, peer, core)
+            conn = Connection(self._ctx, sock, peer, core, service=self)
             if self._server_tls is not None:
                 conn.tls = TLSTransport(self._server_tls, server_side=True)
             conns[conn.fd] = conn
@@ -495,7 +534,8 @@ class Service:
             logger.debug("%r closing: %s", conn, why)
             if conn.established and not conn.core.closed:  # no Closed event was logged
                 _log.dropped(conn, why, why.startswith(("read error", "socket error")))
-        self.connector.settle(conn)
+        if conn.client_info is not None:  # only a client ever waits for its address
+            self.connector.settle(conn)
         if conn.fd >= 0:
             self.poll.discard(conn.fd)
             self.conns.pop(conn.fd, None)
@@ -610,8 +650,11 @@ class Service:
             conn.want_writable = False
             conn.wrote = False
             self.writing = conn
+            protocol = conn.protocol
             try:
-                r = self.call(conn, conn.protocol, reason, None)
+                r = protocol.callback(conn, reason, conn.user, None)  # self.call, in place
+            except Exception:
+                r = self.callback_raised(conn, protocol, reason)
             finally:
                 self.writing = None
             n += 1

@@ -93,13 +93,17 @@ class ArrayLoop(PassLoop):
     def _set(self, fd: int, what: str, old: int, new: int) -> None:
         try:
             self._kset(fd, old, new)
-        except FileExistsError:
-            raise ValueError(f"{self.name}: ADD for fd {fd}, which is already watched") from None
         except (KeyError, OSError) as exc:
-            # ENOENT: not in the kernel set; EBADF: not even open (closed before its DEL)
-            if isinstance(exc, KeyError) or exc.errno in (errno.ENOENT, errno.EBADF):
-                raise UnknownFdError(fd, what, self.name) from None
-            raise
+            self._kfailed(exc, fd, what)
+
+    def _kfailed(self, exc: KeyError | OSError, fd: int, what: str) -> None:
+        """Raise what a failed ``_kset`` means for the sink call ``what`` (from ``except``)."""
+        if isinstance(exc, FileExistsError):
+            raise ValueError(f"{self.name}: ADD for fd {fd}, which is already watched") from None
+        # ENOENT: not in the kernel set; EBADF: not even open (closed before its DEL)
+        if isinstance(exc, KeyError) or exc.errno in (errno.ENOENT, errno.EBADF):
+            raise UnknownFdError(fd, what, self.name) from None
+        raise exc
 
     # -- host fds ------------------------------------------------------------------------
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 from lwsbridge.core.errors import LocalProtocolError, RemoteProtocolError
 from lwsbridge.core.events import ExtensionOffer, Headers
@@ -29,6 +31,7 @@ __all__ = [
     "is_websocket_upgrade",
     "make_key",
     "parse_subprotocols",
+    "upgrade_lists_websocket",
     "validate_upgrade",
 ]
 
@@ -42,9 +45,21 @@ _PLAIN_101 = (
 )
 
 
+# What base64.b64encode(s) and b64decode(s, validate=True) do for bytes, without their
+# Python frames (three per handshake): b64decode is a2b_base64(s, strict_mode=validate)
+# from 3.11 on, where strict_mode appeared.
+_b64encode = functools.partial(binascii.b2a_base64, newline=False)
+_b64decode_strict: Callable[[bytes], bytes] = (
+    functools.partial(binascii.a2b_base64, strict_mode=True)
+    if sys.version_info >= (3, 11)
+    else functools.partial(base64.b64decode, validate=True)
+)
+_sha1 = hashlib.sha1
+
+
 def accept_key(key: bytes) -> bytes:
     """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (§4.2.2 item 5.4)."""
-    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+    return _b64encode(_sha1(key + GUID).digest())
 
 
 def make_key() -> bytes:
@@ -73,6 +88,11 @@ def _has_token(values: list[bytes], token: bytes) -> bool:
 def is_websocket_upgrade(headers: Headers) -> bool:
     """True if the request asks to upgrade to WebSocket (``Upgrade`` lists ``websocket``)."""
     return _has_token(headers.get_list(b"upgrade"), b"websocket")
+
+
+def upgrade_lists_websocket(upgrade_values: list[bytes]) -> bool:
+    """:func:`is_websocket_upgrade` from the ``Upgrade`` field values already gathered."""
+    return _has_token(_list_items(upgrade_values), b"websocket")
 
 
 def parse_subprotocols(headers: Headers) -> tuple[str, ...]:
@@ -120,7 +140,7 @@ def validate_upgrade(
         raise RemoteProtocolError("exactly one Sec-WebSocket-Key header is required", status=400)
     key = keys[0]
     try:
-        raw = base64.b64decode(key, validate=True)
+        raw = _b64decode_strict(key)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 16:
@@ -129,8 +149,13 @@ def validate_upgrade(
         raise RemoteProtocolError(
             "unsupported Sec-WebSocket-Version (only 13 is supported)", status=426
         )
-    extensions = parse_extensions(extension_fields)
-    protocols = tuple(v.decode("latin-1") for v in _list_items(protocol_fields))
+    # Without the fields (the common request), no call: the same empty tuples.
+    extensions = parse_extensions(extension_fields) if extension_fields else ()
+    protocols = (
+        tuple([v.decode("latin-1") for v in _list_items(protocol_fields)])
+        if protocol_fields
+        else ()
+    )
     return key, protocols, extensions
 
 

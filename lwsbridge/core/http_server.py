@@ -12,7 +12,7 @@ from __future__ import annotations
 from lwsbridge.core.buffer import ReceiveBuffer
 from lwsbridge.core.errors import LocalProtocolError, RemoteProtocolError
 from lwsbridge.core.events import HTTPBody, HTTPRequest, UpgradeRequest
-from lwsbridge.core.handshake import HeaderList, is_websocket_upgrade, validate_upgrade
+from lwsbridge.core.handshake import HeaderList, upgrade_lists_websocket, validate_upgrade
 from lwsbridge.core.http11 import REASONS, build_head, parse_request_head
 
 __all__ = ["ServerExchange", "check_request_start"]
@@ -74,7 +74,18 @@ class ServerExchange:
         if end > max_head_size:
             raise RemoteProtocolError(f"request head larger than {max_head_size} bytes", status=431)
         method, target, version, headers = parse_request_head(buf.consume(end))
-        if b"transfer-encoding" in headers and b"content-length" in headers:
+        # One pass for the fields every request is asked about (it runs per connection):
+        # the answers of ``name in headers`` and is_websocket_upgrade(headers).
+        has_te = has_length = False
+        upgrade: list[bytes] = []
+        for name, value in headers:
+            if name == b"upgrade":
+                upgrade.append(value)
+            elif name == b"transfer-encoding":
+                has_te = True
+            elif name == b"content-length":
+                has_length = True
+        if has_te and has_length:
             # RFC 9112 §6.1/§6.3: the framing is ambiguous, the request-smuggling vector
             # (a proxy in front and this server would disagree on where the body ends).
             # 400, and the reject closes the connection as §6.1 requires -- upgrade or not.
@@ -82,7 +93,7 @@ class ServerExchange:
                 "request has both Content-Length and Transfer-Encoding (RFC 9112 §6.1)",
                 status=400,
             )
-        if is_websocket_upgrade(headers):
+        if upgrade and upgrade_lists_websocket(upgrade):
             key, protocols, extensions = validate_upgrade(method, version, headers)
             return UpgradeRequest(target, headers, key, protocols, extensions)
         # A plain HTTP request (RFC 9112 §9.3: 1.1 is persistent unless "close").
@@ -90,7 +101,7 @@ class ServerExchange:
         keep_alive = (
             b"close" not in conn_tokens if version >= (1, 1) else b"keep-alive" in conn_tokens
         )
-        if b"transfer-encoding" in headers:
+        if has_te:
             codings = [c.lower() for c in headers.get_list(b"transfer-encoding")]
             if version < (1, 1) or not codings or codings[-1] != b"chunked":
                 # §6.3: the body length cannot be determined (HTTP/1.0 has no transfer
