@@ -25,7 +25,6 @@ services it, except :meth:`Context.cancel_service`.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, overload
 
@@ -163,7 +162,6 @@ class Context:
             p.index = i
         #: protocol name -> Protocol
         self.protocols_by_name = {p.name: p for p in self.protocols}
-        self._owner = threading.get_ident()
         self._builtin: BuiltinLoop | None = None
         self.max_message_size = max_message_size
         self.max_head_size = max_head_size
@@ -215,7 +213,7 @@ class Context:
         self._svc.start(listener)
 
     def _check_thread(self) -> None:
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
 
     @staticmethod
@@ -224,12 +222,12 @@ class Context:
 
     def adopt_thread(self) -> None:
         """Make the calling thread the one that services this context (before servicing)."""
-        self._owner = self._svc.owner = threading.get_ident()
+        self._svc.owner = threading.get_ident()
 
     @property
     def service_thread(self) -> int:
         """The ident of the thread allowed to service this context."""
-        return self._owner
+        return self._svc.owner
 
     def set_poll_sink(self, sink: PollSink | None) -> None:
         """Attach an adapter; it is told about every fd already in the poll set."""
@@ -255,7 +253,7 @@ class Context:
         a foreign fd is left untouched (False).  With ``(fd, revents)`` ints: returns
         the revents left over -- 0 when handled, ``revents`` unchanged when foreign.
         """
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
         watched = self._svc.poll.watched
         if isinstance(pollfd, int):
@@ -285,19 +283,13 @@ class Context:
 
         0 means forced service: some connection has work without any fd event.
         """
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
-        # Service.next_timeout's body, written out: an adapter asks once per pass.
-        if self._svc.ready:
-            return 0
-        deadline = self._svc.timers.next_deadline()
-        if deadline is None:
-            return None
-        return max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
+        return self._svc.next_timeout()
 
     def service_pending(self) -> None:
         """Run expired timers and forced service (lws: the part of lws_service with no fd)."""
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
         self._svc.service_pending()
 
@@ -308,7 +300,7 @@ class Context:
         there is (epoll, else poll, else select), found through :mod:`lwsbridge.loops`
         and made on the first call; it does not raise when no fd is free for it (EMFILE).
         """
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
         if self._builtin is None:
             if self._svc.poll.sink is not None:
@@ -363,7 +355,7 @@ class Context:
 
     def callback_on_writable(self, conn: Connection) -> None:
         """lws_callback_on_writable: one WRITEABLE callback for ``conn`` soon."""
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
         conn.callback_on_writable()  # the work is there (the per-message path)
 
@@ -549,7 +541,7 @@ class Context:
         pass (the test server's mirror) writes to its members that have all earlier
         ones.  The rules and the result are :meth:`broadcast`'s; a connection is
         written all of them or none."""
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
         frames: list[bytes] = []
         logged: list[tuple[WriteKind, int]] = []
@@ -597,7 +589,7 @@ class Context:
 
     def rx_flow_control(self, conn: Connection, enable: bool) -> None:
         """lws_rx_flow_control: stop (False) or resume (True) reading ``conn``."""
-        if _get_ident() != self._owner:
+        if _get_ident() != self._svc.owner:
             self._wrong_thread()
         if conn.rx_enabled == enable or not conn.alive:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -78,8 +79,9 @@ class Service:
         client_tls: ClientTLS | None,
     ) -> None:
         self._ctx = ctx
-        #: the ident of the thread allowed to service (the context's; adopt_thread moves it)
-        self.owner = ctx.service_thread
+        #: the ident of the thread allowed to service: the one that made the context
+        #: (adopt_thread moves it); the context's checks read it here too
+        self.owner = threading.get_ident()
         self._handle = handle
         self._server_tls = server_tls
         self.poll = PollReporter(self._notify_protocol0, poll_sink, report=self._report_poll)
@@ -114,9 +116,9 @@ class Service:
     def _report_poll(self, reason: Reason, args: PollArgs) -> None:
         """LOCK_POLL, ``reason``, UNLOCK_POLL to protocol 0, each as :meth:`call` gives it.
 
-        :meth:`call`'s guard written out here: each connection's ADD and DEL make six
-        of these callbacks, and the two call levels per callback were 12 of a
-        connection's ~320 Python calls.
+        :meth:`call`'s guard written out here (its except is :meth:`callback_raised`):
+        each connection's ADD and DEL make six of these callbacks, and the two call
+        levels per callback were 12 of a connection's ~320 Python calls.
         """
         p0 = self._ctx.protocols[0]
         cb = p0.callback
@@ -124,12 +126,7 @@ class Service:
             try:
                 cb(None, r, None, args)
             except Exception:
-                logger.exception(
-                    "callback %s raised in %s for %r; closing that connection",
-                    p0.name,
-                    r.name,
-                    None,
-                )
+                self.callback_raised(None, p0, r)
 
     def call(
         self, conn: Connection | None, protocol: Protocol, reason: Reason, payload: Any

@@ -40,7 +40,9 @@ class NestedEpoll:
         self.fd = self._ep.fileno()
 
     def set(self, fd: int, old: int, new: int, adapter: str, what: str) -> None:
-        """Watch ``new`` where ``old`` was watched (0: not registered)."""
+        """Watch ``new`` where ``old`` was watched (0: not registered; both 0: nothing)."""
+        if not (old or new):
+            return
         try:
             if not new:
                 self._ep.unregister(fd)
@@ -56,8 +58,7 @@ class NestedEpoll:
     def drop(self, fd: int, events: int, adapter: str) -> None:
         """The context's DEL: ``fd`` is closing, and stale for the rest of the batch."""
         self._gone.add(fd)
-        if events:
-            self.set(fd, events, 0, adapter, "DEL")
+        self.set(fd, events, 0, adapter, "DEL")
 
     def service(self, context: Serviceable) -> None:
         """Service every fd ready now (call when the host says :attr:`fd` is readable).

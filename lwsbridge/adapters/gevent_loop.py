@@ -77,8 +77,7 @@ class GeventAdapter(Adapter):
 
     def add_fd(self, fd: int, events: int) -> None:
         if self._ep is not None:
-            if events:
-                self._ep.set(fd, 0, events, self.name, "ADD")
+            self._ep.set(fd, 0, events, self.name, "ADD")
         elif events:
             self._start(fd, events)
 
@@ -98,8 +97,7 @@ class GeventAdapter(Adapter):
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
         if self._ep is not None:
-            if old or new:
-                self._ep.set(fd, old, new, self.name, "CHANGE")
+            self._ep.set(fd, old, new, self.name, "CHANGE")
             return
         w = self._watchers.get(fd)
         if w is None:

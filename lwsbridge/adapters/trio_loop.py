@@ -68,8 +68,7 @@ class TrioAdapter(Adapter):
 
     def add_fd(self, fd: int, events: int) -> None:
         if self._ep is not None:
-            if events:
-                self._ep.set(fd, 0, events, self.name, "ADD")
+            self._ep.set(fd, 0, events, self.name, "ADD")
             return
         self._set(fd, "ADD", 0, events)
 
@@ -83,8 +82,7 @@ class TrioAdapter(Adapter):
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
         if self._ep is not None:
-            if old or new:
-                self._ep.set(fd, old, new, self.name, "CHANGE")
+            self._ep.set(fd, old, new, self.name, "CHANGE")
             return
         self._set(fd, "CHANGE", old, new)
 

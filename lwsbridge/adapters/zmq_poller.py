@@ -106,8 +106,7 @@ class ZmqPollerAdapter(PassLoop):
 
     def change_fd(self, fd: int, old: int, new: int) -> None:
         if self._ep is not None:
-            if old or new:
-                self._ep.set(fd, old, new, self.name, "CHANGE")
+            self._ep.set(fd, old, new, self.name, "CHANGE")
         elif new:
             self.poller.register(fd, _to_zmq(new))  # modifies when registered
         elif old:

@@ -87,26 +87,25 @@ def connect_port_arg(text: str) -> int:
     return _port(text, 1)
 
 
-def seconds_arg(text: str) -> float:
-    """argparse ``type`` of an interval: a positive number of seconds."""
+def _seconds(text: str, zero_ok: bool) -> float:
     try:
         secs = float(text)
     except ValueError:
         secs = math.nan
-    if not (secs > 0 and math.isfinite(secs)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    if not ((secs >= 0 if zero_ok else secs > 0) and math.isfinite(secs)):
+        what = "a number of seconds (0 or more)" if zero_ok else "a positive number of seconds"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return secs
+
+
+def seconds_arg(text: str) -> float:
+    """argparse ``type`` of an interval: a positive number of seconds."""
+    return _seconds(text, zero_ok=False)
 
 
 def drain_seconds_arg(text: str) -> float:
     """argparse ``type`` of a drain time: zero (close at once) or more seconds."""
-    try:
-        secs = float(text)
-    except ValueError:
-        secs = math.nan
-    if not (secs >= 0 and math.isfinite(secs)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return secs
+    return _seconds(text, zero_ok=True)
 
 
 def check_loop(parser: argparse.ArgumentParser, loop: str | None) -> None:

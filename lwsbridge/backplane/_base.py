@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from lwsbridge.log import logger
 
-__all__ = ["Callback", "StatusCallback", "Subscriptions", "check_channel"]
+__all__ = ["Callback", "StatusCallback", "Subscriptions", "check_channel", "check_seconds"]
 
 #: ``callback(channel, data)``, run in the context's service thread
 Callback = Callable[[str, bytes], object]
 #: ``on_status(up)``: the link to the broker went up (True) or down (False)
 StatusCallback = Callable[[bool], object]
+
+
+def check_seconds(name: str, value: float) -> None:
+    """A clear error for an interval option that is not 0 (off) or a finite positive."""
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be 0 (off) or more seconds, not {value!r}")
 
 
 def check_channel(channel: str) -> bytes:

@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import socket
 from collections.abc import Callable
 from typing import Any
 
-from lwsbridge.backplane._base import Callback, StatusCallback, Subscriptions, check_channel
+from lwsbridge.backplane._base import (
+    Callback,
+    StatusCallback,
+    Subscriptions,
+    check_channel,
+    check_seconds,
+)
 from lwsbridge.backplane.resp import Reader, ReplyError, encode_command, make_reader
 from lwsbridge.context import POLLERR, POLLHUP, POLLIN, POLLOUT, Context
 from lwsbridge.log import NOTICE, logger
@@ -297,12 +302,8 @@ class RedisBackplane:
         self._dropping = False
         #: channels Redis has confirmed (SUBSCRIBE answered), for :meth:`subscribed`
         self._active: set[str] = set()
-        for name, value in (
-            ("health_interval", health_interval),
-            ("connect_timeout", connect_timeout),
-        ):
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be 0 (off) or more seconds, not {value!r}")
+        check_seconds("health_interval", health_interval)
+        check_seconds("connect_timeout", connect_timeout)
         common: dict[str, Any] = {
             "backoff": backoff,
             "max_backoff": max_backoff,

@@ -29,11 +29,16 @@ sockets.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-from lwsbridge.backplane._base import Callback, StatusCallback, Subscriptions, check_channel
+from lwsbridge.backplane._base import (
+    Callback,
+    StatusCallback,
+    Subscriptions,
+    check_channel,
+    check_seconds,
+)
 from lwsbridge.context import POLLIN, Context
 from lwsbridge.log import NOTICE, logger
 from lwsbridge.timers import TimerHandle
@@ -67,10 +72,7 @@ class ZmqBackplane:
     ) -> None:
         import zmq  # type: ignore[import-not-found, unused-ignore]
 
-        if not (health_interval >= 0 and math.isfinite(health_interval)):
-            raise ValueError(
-                f"health_interval must be 0 (off) or more seconds, not {health_interval!r}"
-            )
+        check_seconds("health_interval", health_interval)
 
         self._zmq: Any = zmq
         self.url = url or f"zmq://{host}:{port}"

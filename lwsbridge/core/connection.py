@@ -315,9 +315,7 @@ class WSConnection:
             except RemoteProtocolError as exc:
                 self._fail(exc)
                 return
-            if control is not None:  # pragma: no cover - read raises for such a header
-                self._receive_frames(control)
-                return
+            assert control is None  # a control frame with a 64-bit length fails in read
             data = memoryview(data)[hlen:]
         if state in _WS_STATES and frames.in_payload and data and not buf:
             # Payload of the frame in progress, nothing before it: unmask it straight from
