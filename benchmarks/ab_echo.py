@@ -39,10 +39,25 @@ KEY = {
 }
 
 
-def cpu_seconds(pid: int) -> float:
+def proc_stat(pid: int) -> tuple[int, float]:
+    """``pid``'s minor page faults and CPU seconds (utime + stime) from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[7]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    return proc_stat(pid)[1]
+
+
+def wait_listening(port: int) -> None:
+    """Until something accepts on 127.0.0.1:``port`` (at most about 25 s)."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def run_one(scenario: str, root: str, loop: str, port: int, count: str) -> tuple[float, float]:
@@ -54,12 +69,7 @@ def run_one(scenario: str, root: str, loop: str, port: int, count: str) -> tuple
     # a checkout it would import that checkout's lwsbridge for every row, not ROOT's.
     server = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening(port)
         c0 = cpu_seconds(server.pid)
         load = ["taskset", "-c", "1", WSLOAD, "-u", f"ws://127.0.0.1:{port}/", "-d", "30"]
         load += ["-n", count, "-j", "-q", *ARGS[scenario]]

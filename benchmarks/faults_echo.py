@@ -15,21 +15,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
+
+from ab_echo import proc_stat, wait_listening
 
 WORK = os.environ.get("WSBENCH_WORK", "/tmp/wsbench")
 PY = os.environ.get("PY", f"{WORK}/venv/bin/python")
 WSLOAD = f"{WORK}/bin/wsload"
 STRACE_OUT = "/tmp/faults_echo.strace"
-
-
-def stat(pid: int) -> tuple[int, float]:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[7]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -50,19 +44,14 @@ def main() -> None:
     )
     pid = server.pid
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening(port)
         if traced:  # taskset execs python: the traced python is strace's child
             pid = int(subprocess.check_output(["pgrep", "-P", str(server.pid)]).split()[0])
-        f0, c0 = stat(pid)
+        f0, c0 = proc_stat(pid)
         load = ["taskset", "-c", "1", WSLOAD, "-u", f"ws://127.0.0.1:{port}/", "-d", "60"]
         load += ["-n", count, "-j", "-q", "-c", "4", "-w", "1", "-s", size]
         out = subprocess.run(load, capture_output=True, text=True, timeout=120).stdout
-        f1, c1 = stat(pid)
+        f1, c1 = proc_stat(pid)
     finally:
         os.kill(pid, signal.SIGTERM)
         server.wait(10)
