@@ -91,9 +91,8 @@ def test_members_are_written_at_once_without_writeable(make_ctx, client) -> None
     assert b.writeables == {}, "a member written at once gets no WRITEABLE"
 
 
-def test_a_choked_member_is_left_to_writeable_and_gets_every_message_in_order(
-    make_ctx, client
-) -> None:
+def slow_and_fast(make_ctx, client):
+    """A broadcaster with two members: ``slow`` (small buffers both ends) and ``fast``."""
     b = Broadcaster()
     ctx = make_ctx([Protocol("http", lambda *a: 0), Protocol("b", b.callback)])
     slow = client(ctx.port, rcvbuf=SMALL)
@@ -104,6 +103,13 @@ def test_a_choked_member_is_left_to_writeable_and_gets_every_message_in_order(
     slow_conn = b.conns[0]
     assert slow_conn.sock is not None
     slow_conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL)
+    return b, ctx, slow, fast, slow_conn
+
+
+def test_a_choked_member_is_left_to_writeable_and_gets_every_message_in_order(
+    make_ctx, client
+) -> None:
+    b, ctx, slow, fast, slow_conn = slow_and_fast(make_ctx, client)
 
     big = bytes(range(256)) * (BIG // 256)
     assert b.send(ctx, big) == []  # written, but the kernel took only part for `slow`
@@ -213,16 +219,7 @@ def test_broadcast_refuses_other_kinds_and_other_threads(make_ctx, client) -> No
 
 
 def test_several_messages_go_in_one_send_all_or_none(make_ctx, client) -> None:
-    b = Broadcaster()
-    ctx = make_ctx([Protocol("http", lambda *a: 0), Protocol("b", b.callback)])
-    slow = client(ctx.port, rcvbuf=SMALL)
-    handshake(ctx, slow, protocols=("b",))
-    fast = client(ctx.port)
-    handshake(ctx, fast, protocols=("b",))
-    pump(lambda: ctx.service(5), lambda: len(b.conns) == 2, "2 members")
-    slow_conn = b.conns[0]
-    assert slow_conn.sock is not None
-    slow_conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL)
+    b, ctx, slow, fast, slow_conn = slow_and_fast(make_ctx, client)
     big = b"x" * BIG
     assert b.send(ctx, big) == []
     assert slow_conn.send_pipe_choked()
