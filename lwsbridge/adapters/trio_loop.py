@@ -48,6 +48,8 @@ class TrioAdapter(Adapter):
         #: the running tasks' cancel scopes, by (fd, direction): the library's registrations
         self._scopes: dict[tuple[int, int], trio.CancelScope] = {}
         self._timer_scope: trio.CancelScope | None = None
+        #: the timer scope's deadline as last set (kept here: trio's setter is costly)
+        self._deadline = math.inf
         #: the nested epoll set holding the context's fds (None: one task per fd)
         self._ep = NestedEpoll() if NESTED else None
         try:
@@ -133,6 +135,7 @@ class TrioAdapter(Adapter):
         while self._attached:
             with trio.CancelScope() as scope:
                 self._timer_scope = scope
+                self._deadline = math.inf
                 self._reschedule()
                 await trio.sleep_forever()
             self._timer_scope = None
@@ -142,12 +145,25 @@ class TrioAdapter(Adapter):
                 self.context.service_pending()
 
     def _reschedule(self) -> None:
-        """The timer follower, trio's way: the timer task's deadline is the timeout."""
+        """The timer follower, trio's way: the timer task's deadline is the timeout.
+
+        The deadline only ever moves earlier here.  A later one is left as it is: the
+        timer task then wakes early once, services nothing due and sets the right
+        deadline in its new scope.  trio's deadline setter re-files the scope (a
+        context manager and a heap update), and after most service calls the timeout
+        is unchanged or later (none, or a keepalive pushed back), so this saves that
+        on nearly every message.
+        """
         scope = self._timer_scope
         if scope is None:
             return
         nt = self.context.next_timeout()
-        scope.deadline = math.inf if nt is None else self._trio.current_time() + nt / 1000.0
+        if nt is None:
+            return
+        deadline = self._trio.current_time() + nt / 1000.0
+        if deadline < self._deadline:
+            self._deadline = deadline
+            scope.deadline = deadline
 
     def _release(self) -> None:
         for scope in self._scopes.values():
