@@ -69,6 +69,7 @@ class Connection:
         "fd",
         "file",
         "handshake_headers",
+        "head_next",
         "held",
         "http_method",
         "in_ready",
@@ -137,6 +138,9 @@ class Connection:
         self.timer_gens = [0, 0, 0]
         self.awaiting_pong = False
         self.tls: TLSTransport | None = None
+        #: the last read ended a large frame gathered whole: the service reads the next
+        #: frame's header alone (see Service._read)
+        self.head_next = False
 
     def __repr__(self) -> str:
         return f"<Connection fd={self.fd} peer={self.peer!r} protocol={self.protocol.name!r}>"

@@ -89,10 +89,25 @@ def test_package_data_files_exist() -> None:
         assert list(pkg.glob(pattern)), f"package-data {pattern!r} matches no file"
 
 
+def _method_names(c_source: str, table: str) -> set[str]:
+    """The names in the C PyMethodDef array ``table``."""
+    body = re.search(rf"PyMethodDef {table}\[\] = \{{(.*?)\n\}};", c_source, re.S)
+    assert body, f"no PyMethodDef {table}[] in _speedups.c"
+    return set(re.findall(r'^\s*\{"(\w+)",', body.group(1), re.M))
+
+
 def test_stub_matches_the_c_module() -> None:
     c_source = (ROOT / "lwsbridge" / "core" / "_speedups.c").read_text("utf-8")
-    c_functions = set(re.findall(r'^\s*\{"(\w+)",', c_source, re.M))
     stub = (ROOT / "lwsbridge" / "core" / "_speedups.pyi").read_text("utf-8")
+    c_functions = _method_names(c_source, "methods")
     stub_functions = set(re.findall(r"^def (\w+)\(", stub, re.M))
     assert c_functions, "no PyMethodDef entries found in _speedups.c"
     assert stub_functions == c_functions
+    # Types: each one added to the module has a stub class with the same methods.
+    c_types = set(re.findall(r'PyModule_AddObject\(m, "(\w+)"', c_source))
+    stub_classes = dict(re.findall(r"^class (\w+):\n((?:[ \t]+.*\n|\n)*)", stub, re.M))
+    assert set(stub_classes) == c_types
+    for name in c_types:
+        stub_methods = set(re.findall(r"^    def (\w+)\(", stub_classes[name], re.M))
+        dunder = {m for m in stub_methods if m.startswith("__")}
+        assert stub_methods - dunder == _method_names(c_source, f"{name}_methods")

@@ -2,6 +2,19 @@
 # there; mask.py and utf8.py fall back to pure Python without it).
 from typing_extensions import Buffer
 
+class FrameBuffer:
+    """``size`` bytes written through this object's (writable) buffer, then unmasked in
+    place and handed over as an ordinary immutable ``bytes`` by :meth:`take`."""
+
+    def __init__(self, size: int) -> None: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def take(self, mask: Buffer, /) -> bytes:
+        """Unmask in place with the 4-byte ``mask`` (b"": not masked) and return the bytes.
+
+        BufferError while a view of this object is alive; ValueError when taken already.
+        """
+
 def apply_mask(data: Buffer, mask: Buffer, /) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (ValueError unless 4 bytes)."""
 

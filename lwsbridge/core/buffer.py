@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
-__all__ = ["FramePool", "ReceiveBuffer"]
+from typing import TYPE_CHECKING
+
+from lwsbridge.core import mask as _mask_module
+
+if TYPE_CHECKING:
+    from lwsbridge.core._speedups import FrameBuffer
+
+__all__ = ["FRAME_BUFFERS", "FramePool", "ReceiveBuffer"]
+
+# The C speedup's FrameBuffer (a frame received into the very bytes delivered); None
+# without it, and with LWSBRIDGE_NO_SPEEDUPS=1 (the same switch as masking).
+_FrameBuffer: type[FrameBuffer] | None = None
+if _mask_module.SPEEDUPS:
+    try:
+        from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
+            FrameBuffer as _c_frame_buffer,
+        )
+    except ImportError:  # pragma: no cover - depends on the build (an older .so)
+        pass
+    else:
+        _FrameBuffer = _c_frame_buffer
+#: :meth:`FramePool.take_bytes` is there: frames are gathered in their own bytes object
+FRAME_BUFFERS = _FrameBuffer is not None
 
 
 class ReceiveBuffer:
@@ -87,9 +109,15 @@ class FramePool:
     once.  At most ``max_buffers`` exist; when all are lent, :meth:`take` returns None
     and the frame is delivered in pieces as it arrives, as without a pool.
 
+    With the C speedup (:data:`FRAME_BUFFERS`) frame readers use :meth:`take_bytes`
+    instead: a fresh buffer per frame that becomes the delivered ``bytes`` itself, so
+    the payload is not copied out of a pooled buffer; the pool then only counts them
+    against ``max_buffers`` (a peer's header alone must not make it allocate more).
+
     Why a pool: a 1 MiB message received in pieces and joined by the application made
     glibc grow and trim the top of the heap for every message (200-300 page faults per
-    1 MiB echo); a reused buffer is faulted in once.
+    1 MiB echo); a reused buffer is faulted in once.  (A frame received into its own
+    bytes object allocates what the unmasked copy allocated before: no more churn.)
     """
 
     __slots__ = ("_free", "_lent", "max_buffers", "max_size", "min_size")
@@ -137,8 +165,21 @@ class FramePool:
         self._lent += 1
         return bytearray(max(n, min(size, self.max_size)))
 
-    def give(self, buf: bytearray) -> None:
-        """Take back a buffer lent by :meth:`take`."""
+    def take_bytes(self, n: int) -> FrameBuffer | None:
+        """A fresh C ``FrameBuffer`` of exactly ``n`` bytes, lent until :meth:`give` (its
+        bytes are handed to the application, so it is not kept); None when
+        ``max_buffers`` are lent, and always without the C speedup (see :meth:`take`).
+        """
+        if _FrameBuffer is None or self._lent + len(self._free) >= self.max_buffers:
+            return None
+        self._lent += 1
+        return _FrameBuffer(n)
+
+    def give(self, buf: bytearray | FrameBuffer) -> None:
+        """Take back a buffer lent by :meth:`take` or :meth:`take_bytes`."""
+        if not isinstance(buf, bytearray):
+            self._lent -= 1  # a FrameBuffer: used up, not kept
+            return
         if any(b is buf for b in self._free):
             raise ValueError("this buffer is already back in the pool")
         self._lent -= 1

@@ -316,6 +316,8 @@ class WSConnection:
                 self._fail(exc)
                 return
             assert control is None  # a control frame with a 64-bit length fails in read
+            if len(data) == hlen:
+                return  # the header alone (how the service reads it after a large frame)
             data = memoryview(data)[hlen:]
         if state in _WS_STATES and frames.in_payload and data and not buf:
             # Payload of the frame in progress, nothing before it: unmask it straight from

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import struct
 from enum import IntEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from lwsbridge.core.buffer import FramePool
+from lwsbridge.core.buffer import FRAME_BUFFERS, FramePool
 from lwsbridge.core.errors import RemoteProtocolError
 from lwsbridge.core.events import DataReceived, Event
 from lwsbridge.core.extensions import Extension
 from lwsbridge.core.mask import SPEEDUPS, apply_mask
 from lwsbridge.core.utf8 import Utf8Validator, utf8_valid
+
+if TYPE_CHECKING:
+    from lwsbridge.core._speedups import FrameBuffer
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -154,8 +157,10 @@ class FrameReader:
     With a ``pool`` (:class:`~lwsbridge.core.buffer.FramePool`), an uncompressed data
     frame whose size is within the pool's bounds is gathered in a buffer lent by the
     pool, over as many reads as it takes, and delivered in one piece: unmasked once
-    into a fresh ``bytes``, then the buffer goes back.  A transport may read such a
-    frame's payload straight into the buffer (:meth:`gather_target`, :meth:`gathered`).
+    into a fresh ``bytes``, then the buffer goes back.  With the C speedup the buffer
+    is that ``bytes`` itself (``FramePool.take_bytes``): unmasked in place, no copy.
+    A transport may read such a frame's payload straight into the buffer
+    (:meth:`gather_target`, :meth:`gathered`).
     Text is validated when the frame is complete, before any of it is delivered.
     """
 
@@ -213,7 +218,8 @@ class FrameReader:
         self._held_final = False  # ... and it has all of the message's input already
         #: where large frames are gathered whole (None: always delivered in pieces)
         self.pool = pool
-        self._gather: bytearray | None = None  # lent by the pool for the frame in progress
+        # lent by the pool for the frame in progress
+        self._gather: bytearray | FrameBuffer | None = None
         self._gather_pos = 0  # payload bytes of that frame in it so far
         self._gather_key = b""  # the frame's mask, from its first byte
 
@@ -369,7 +375,7 @@ class FrameReader:
                     and pool.min_size <= length <= pool.max_size
                     and not self._msg_rsv  # compressed: the extension takes pieces
                 ):
-                    gather = pool.take(length)
+                    gather = pool.take_bytes(length) if FRAME_BUFFERS else pool.take(length)
                     if gather is not None:
                         self._gather = gather
                         self._gather_pos = 0
@@ -432,6 +438,14 @@ class FrameReader:
         gather = self._gather
         assert gather is not None and self.pool is not None
         key = self._gather_key
+        if not isinstance(gather, bytearray):
+            # A FrameBuffer: exactly the frame's size, unmasked in place into the bytes
+            # delivered (no view of it is alive: gather_target's users release theirs).
+            chunk = gather.take(key)
+            self._gather = None
+            self.pool.give(gather)
+            self._deliver(chunk, events)
+            return
         n = self._gather_pos
         with memoryview(gather) as g, g[:n] as view:
             if key and not SPEEDUPS:

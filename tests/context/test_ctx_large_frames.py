@@ -116,3 +116,31 @@ def test_a_connection_dying_mid_frame_gives_its_buffer_back(make_ctx, client) ->
     c.abort()
     pump(stepper(ctx), lambda: echo.count(Reason.CLOSED), "CLOSED")
     assert pool.lent == 0 and echo.count(Reason.RECEIVE) == 0
+
+
+def test_large_frames_back_to_back_with_small_ones_and_split_headers(make_ctx, client) -> None:
+    """After a read ends a large frame the service reads the next header alone (so the
+    payload lands straight in the frame's buffer): whatever actually follows -- another
+    large frame, a small one, a header cut short -- is still parsed and delivered whole
+    and in order."""
+    echo = Echo()
+    ctx = make_ctx([Protocol("echo", echo.callback)])
+    c = client(ctx.port)
+    handshake(ctx, c)
+    (conn,) = ctx.all_connections()
+    big = [os.urandom(300_000), os.urandom(200_000), os.urandom(100_000)]
+    key = os.urandom(4)
+    small = (
+        bytes([0x80 | BINARY, 0x80 | 4])
+        + key
+        + bytes(a ^ b for a, b in zip(b"tiny", key, strict=True))
+    )
+    first, second, third = (client_frame(p) for p in big)
+    c.send(first + second + small + third[:5])  # the third header cut short
+    pump(stepper(ctx), lambda: echo.count(Reason.RECEIVE) == 3, "three RECEIVEs")
+    c.send(third[5:])
+    pump(stepper(ctx), lambda: echo.count(Reason.RECEIVE) == 4, "the fourth RECEIVE")
+    assert receives(echo, conn) == [big[0], big[1], b"tiny", big[2]]
+    for want in (big[0], big[1], b"tiny", big[2]):
+        assert wait_frame(ctx, c, "an echo").payload == want
+    assert ctx.frame_pool is not None and ctx.frame_pool.lent == 0

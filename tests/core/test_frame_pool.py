@@ -15,7 +15,7 @@ import pytest
 from helpers import build_frame, open_client, open_server
 
 from lwsbridge.core import ConnectionFailed, DataReceived, Opcode, State, WSConnection
-from lwsbridge.core.buffer import FramePool
+from lwsbridge.core.buffer import FRAME_BUFFERS, FramePool
 from lwsbridge.core.deflate import PerMessageDeflate
 
 SMALL = 4096  # the pool's min_size in these tests: frames from here on are gathered
@@ -29,6 +29,13 @@ def pool(**kw: int) -> FramePool:
 def masked_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     # Masked by the helpers' own per-byte loop, independent of lwsbridge.core.mask.
     return build_frame(opcode, payload, fin=fin)
+
+
+def kept_for_reuse(p: FramePool, n: int) -> bool:
+    """The pool kept a buffer of at least ``n`` bytes for the next frame: its own
+    bytearrays do; with the C speedup each frame had its own FrameBuffer (whose bytes
+    were delivered), so nothing is kept."""
+    return p.idle_bytes == 0 if FRAME_BUFFERS else p.idle_bytes >= n
 
 
 def data_events(conn: WSConnection) -> list[DataReceived]:
@@ -50,7 +57,7 @@ def test_frame_split_over_many_reads_is_one_piece(step: int) -> None:
     payload = os.urandom(100_000)
     got = feed_in_pieces(conn, masked_frame(Opcode.BINARY, payload), step)
     assert got == [DataReceived(payload, True, True, True, 0, True)]
-    assert p.lent == 0 and p.idle_bytes >= len(payload)
+    assert p.lent == 0 and kept_for_reuse(p, len(payload))
 
 
 def test_without_a_pool_the_same_frame_comes_in_pieces() -> None:
@@ -131,7 +138,7 @@ def test_a_lent_buffer_is_not_lent_again_and_a_full_pool_falls_back() -> None:
             assert p.lent == 2
     assert [[e.data for e in g] for g in got[:2]] == [[payloads[0]], [payloads[1]]]
     assert len(got[2]) > 1 and b"".join(e.data for e in got[2]) == payloads[2]
-    assert p.lent == 0 and p.idle_bytes > 0
+    assert p.lent == 0 and kept_for_reuse(p, 1)
 
 
 def test_pool_take_and_give() -> None:
@@ -150,6 +157,19 @@ def test_pool_take_and_give() -> None:
     assert p.take(4096) is a
     with pytest.raises(ValueError):
         FramePool(1 << 20, max_buffers=0)
+
+
+@pytest.mark.skipif(not FRAME_BUFFERS, reason="the C speedup's FrameBuffer")
+def test_pool_take_bytes_counts_against_max_buffers() -> None:
+    p = FramePool(1 << 20, max_buffers=2, min_size=1024)
+    a, b = p.take_bytes(3000), p.take_bytes(100)
+    assert a is not None and b is not None
+    assert (len(a), len(b)) == (3000, 100)  # exactly the frame: it becomes the bytes
+    assert p.take_bytes(10) is None and p.take(10) is None and p.lent == 2
+    p.give(a)
+    assert p.lent == 1 and p.idle_bytes == 0  # not kept: its bytes went to the application
+    c = p.take(5000)
+    assert c is not None and p.take_bytes(10) is None
 
 
 def test_invalid_utf8_in_a_gathered_text_frame_fails_with_1007() -> None:
