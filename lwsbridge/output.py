@@ -18,6 +18,7 @@ __all__ = ["CORK", "Output"]
 #: bytes queued in one service pass before a flush even inside WRITEABLE
 CORK = 64 * 1024
 _IOV_MAX = 64
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux; elsewhere the bytes just go at once
 
 
 class Output:
@@ -79,8 +80,13 @@ class Output:
             if not first:  # b"" marks end of stream: everything before it is out
                 return ""
             try:
-                if len(out) == 1 or not out[1]:
+                if len(out) == 1:
                     n = sock.send(first)
+                elif not out[1]:
+                    # The close follows at once (the b"" marker next): held back with
+                    # MSG_MORE, the last bytes leave with the FIN in one segment, not
+                    # as a segment of their own and then a bare FIN.
+                    n = sock.send(first, _MSG_MORE)
                 else:
                     end = 1
                     while end < len(out) and end < _IOV_MAX and out[end]:

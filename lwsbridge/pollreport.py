@@ -36,6 +36,10 @@ _LOCK, _UNLOCK = Reason.LOCK_POLL, Reason.UNLOCK_POLL
 _ADD, _DEL = Reason.ADD_POLL_FD, Reason.DEL_POLL_FD
 
 
+def _add_is_final(sink: PollSink | None) -> bool:
+    return getattr(sink, "add_is_final", False) is True
+
+
 class PollReporter:
     """Owns the poll set and the sink; reports every change to both.
 
@@ -45,7 +49,7 @@ class PollReporter:
     each, so the one call instead of three saves a call level per callback there.
     """
 
-    __slots__ = ("_notify", "_report", "_set", "_sink", "watched")
+    __slots__ = ("_notify", "_report", "_set", "_sink", "add_is_final", "watched")
 
     def __init__(
         self, notify: Notify, sink: PollSink | None = None, *, report: Report | None = None
@@ -54,6 +58,9 @@ class PollReporter:
         #: fd -> events of every fd watched (a live read-only view)
         self.watched = self._set.watched
         self._sink = sink
+        #: the sink says (``add_is_final = True``) that an ``add_fd`` that returns has the
+        #: fd watched -- a refusal raises -- so a new socket may be read before the wait
+        self.add_is_final = _add_is_final(sink)
         self._notify = notify
         self._report: Report = report if report is not None else self._notify_three
 
@@ -76,6 +83,7 @@ class PollReporter:
     def attach(self, sink: PollSink | None) -> None:
         """Attach (or, with None, detach) a sink; it is told of every fd already watched."""
         self._sink = sink
+        self.add_is_final = _add_is_final(sink)
         if sink is not None:
             for fd, events in self._set.items():
                 sink.add_fd(fd, events)

@@ -255,6 +255,11 @@ class Service:
         assert self.listener is not None
         p0 = self._ctx.protocols[0]
         conns = self.conns
+        # The request is usually in by the accept: read it now, not after a wait that
+        # reports it, where the sink is known to watch the fd already (select is not:
+        # it takes a high fd and refuses it later; a socket it cannot watch must not
+        # be served).  TLS keeps the round.
+        read_now = self.poll.add_is_final and self._server_tls is None
         for sock, peer in self.listener.accept(conns.__len__):
             if self.call(None, p0, Reason.FILTER_NETWORK_CONNECTION, peer):
                 logger.info("connection from %s refused by FILTER_NETWORK_CONNECTION", peer)
@@ -287,6 +292,14 @@ class Service:
                 continue
             self.timers.schedule(conn, TimerKind.PROTOCOL, self._ctx.handshake_timeout)
             _log.accepted(conn, peer)
+            if read_now and conn.alive and conn.rx_enabled:
+                try:  # as Context.service_fd guards a read: a bug costs this connection
+                    self._read(conn)
+                    # What service_fd does after a read; the caller runs the ready ones.
+                    if conn.alive and not conn.in_ready:
+                        self.update_interest(conn)
+                except Exception:
+                    self.internal_error(conn, "reading a new connection")
 
     def _read(self, conn: Connection) -> None:
         sock = conn.sock

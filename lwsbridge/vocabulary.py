@@ -152,6 +152,10 @@ class PollSink(TypingProtocol):
     ``add_fd`` for a new fd, ``change_fd`` with the old and new masks, ``del_fd``
     with the mask it had, always before the fd is closed.  Masks are Linux
     ``struct pollfd`` bits (POLLIN, POLLOUT); a mask of 0 means "keep it, watch nothing".
+
+    Optional: a class attribute ``add_is_final = True`` says that an ``add_fd`` that
+    returns has the fd watched (a refusal raises), so the context reads a socket it
+    has just accepted in the same pass instead of waiting for the loop to report it.
     """
 
     def add_fd(self, fd: int, events: int) -> None: ...

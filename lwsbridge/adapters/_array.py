@@ -27,6 +27,10 @@ class ArrayLoop(PassLoop):
     """Base of SelectLoop/PollLoop/EpollLoop; subclasses supply the ``_k*`` backend."""
 
     name = "array"
+    #: an add_fd that returns has the fd in the kernel set (a failure raises), so the
+    #: context may read a socket it just accepted without waiting a round (select: no,
+    #: it takes an fd above FD_SETSIZE and refuses it later, see ``_refuse``)
+    add_is_final = True
 
     def __init__(self, context: Serviceable) -> None:
         super().__init__(context)

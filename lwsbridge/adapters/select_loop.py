@@ -54,6 +54,7 @@ class SelectLoop(ArrayLoop):
     """``SelectLoop(context)``: ``run_once(timeout_ms)``, ``run_forever()``, ``stop()``."""
 
     name = "select"
+    add_is_final = False  # an fd from FD_SETSIZE up is taken, then refused (POLLNVAL)
 
     def _attach(self) -> None:
         self._lowered: tuple[int, int] | None = None

@@ -24,3 +24,10 @@ def utf8_check(data: Buffer, state: int, /) -> int:
     Returns 0 when complete (between characters), -1 when invalid, else the
     mid-character state to pass with the next piece.  A negative ``state`` gives -1.
     """
+
+def parse_request_head_fast(
+    head: Buffer, /
+) -> tuple[str, str, int, list[tuple[bytes, bytes]]] | None:
+    """http11.parse_request_head's fast path: ``(method, target, minor, fields)`` for a
+    head in its regexes' grammar with HTTP major version 1 (field values stripped of
+    SP/HTAB, names as sent), else None."""

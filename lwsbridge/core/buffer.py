@@ -82,19 +82,16 @@ class ReceiveBuffer:
         data = self.data
         # Step back 3 bytes so a terminator split across appends is still found.
         start = max(0, self._searched - 3)
-        i = data.find(b"\n", start)
-        while i != -1:
-            # A blank line: "\n\n" or "\n\r\n"
-            if data[i + 1 : i + 2] == b"\n":
-                self._searched = 0
-                return i + 2
-            if data[i + 1 : i + 3] == b"\r\n":
-                self._searched = 0
-                return i + 3
-            if i + 2 >= len(data):
-                # Cannot decide yet; resume from here next time.
-                break
-            i = data.find(b"\n", i + 1)
+        # The first blank line is whichever of "\n\r\n" and "\n\n" starts first (they
+        # cannot start at the same LF): two scans in C, not a Python step per line.
+        crlf = data.find(b"\n\r\n", start)
+        lf = data.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(data))
+        if lf >= 0:
+            self._searched = 0
+            return lf + 2
+        if crlf >= 0:
+            self._searched = 0
+            return crlf + 3
         self._searched = len(data)
         return -1
 

@@ -476,13 +476,14 @@ class WSConnection:
         if len(extensions) > 1:
             raise LocalProtocolError("only one extension at a time is supported")
         state = transition(self.role, self.state, "accept")
-        responses = [e.response() for e in extensions]
+        # (no list comprehension, a call in 3.11, for the common handshake without one)
+        responses = [e.response() for e in extensions] if extensions else []
         try:
             response = build_accept(self._key, subprotocol, responses, extra_headers)
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
         self.state = state
-        self.extension = extensions[0] if extensions else None
+        self._frames.extension = extensions[0] if extensions else None  # self.extension
         self.subprotocol = subprotocol
         self._out.append(response)
         headers = self._request_headers or Headers()

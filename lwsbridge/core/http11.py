@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+from lwsbridge.core import mask as _mask_module
 from lwsbridge.core.buffer import ReceiveBuffer
 from lwsbridge.core.errors import RemoteProtocolError
 from lwsbridge.core.events import Headers
@@ -33,7 +35,22 @@ _VALUE_CHARS = rb"[^\x00-\x08\x0a-\x1f\x7f]"
 _FAST_HEAD = re.compile(
     rb"([^\r\n]+)\r?\n((?:" + _TOKEN + rb":" + _VALUE_CHARS + rb"*\r?\n)*)\r?\n"
 )
-_FAST_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE_CHARS + rb"*?)[ \t]*\r?\n")
+
+# The C fast path (None without the speedup; tests set it to None for the Python one):
+# the same grammar as _FAST_HEAD + _REQUEST_LINE with major version 1, in one scan;
+# (method, target, minor, [(name, value)...]) or None outside it.
+c_parse_head: (
+    Callable[[bytes | bytearray], tuple[str, str, int, list[tuple[bytes, bytes]]] | None] | None
+) = None
+if _mask_module.SPEEDUPS:  # the one switch: LWSBRIDGE_NO_SPEEDUPS=1 turns all off
+    try:
+        from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
+            parse_request_head_fast,
+        )
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:
+        c_parse_head = parse_request_head_fast
 
 REASONS: dict[int, str] = {
     101: "Switching Protocols",
@@ -94,13 +111,26 @@ def parse_request_head(head: bytes | bytearray) -> tuple[str, str, tuple[int, in
     Returns ``(method, target, (major, minor), headers)``; raises
     :class:`RemoteProtocolError` with ``status`` 400 (or 505) and a reason.
     """
-    fast = _FAST_HEAD.fullmatch(head)
-    if fast is not None:
-        m = _REQUEST_LINE.fullmatch(fast.group(1))
-        if m is not None and m.group(3) == b"1":
-            headers = Headers(_FAST_FIELD.findall(fast.group(2)))
-            version = (1, int(m.group(4)))
-            return m.group(1).decode("ascii"), m.group(2).decode("latin-1"), version, headers
+    if c_parse_head is not None:
+        parsed = c_parse_head(head)
+        if parsed is not None:
+            method, target, minor, fields = parsed
+            return method, target, (1, minor), Headers(fields)
+    else:
+        fast = _FAST_HEAD.fullmatch(head)
+        if fast is not None:
+            m = _REQUEST_LINE.fullmatch(fast.group(1))
+            if m is not None and m.group(3) == b"1":
+                # The field lines are known well formed (name, colon, value chars, no CR
+                # but the one before LF): a split, not a regex that tries the value's end
+                # at every byte.  strip's \r is that line-ending CR.
+                fields = []
+                for line in fast.group(2).split(b"\n")[:-1]:
+                    name, _, value = line.partition(b":")
+                    fields.append((name, value.strip(b" \t\r")))
+                version = (1, int(m.group(4)))
+                method, target = m.group(1).decode("ascii"), m.group(2).decode("latin-1")
+                return method, target, version, Headers(fields)
     lines = _split_lines(head)
     # RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
     while lines and not lines[0]:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from support.servicing import pump, stepper
 from wsclient import handshake, text, wait_frame
 
+from lwsbridge.adapters.epoll_loop import EpollLoop
+from lwsbridge.adapters.select_loop import SelectLoop
 from lwsbridge.context import Protocol, Reason, WriteKind
 from lwsbridge.core.errors import LocalProtocolError
 
@@ -202,3 +206,47 @@ def test_writeable_callback_that_raises_closes_that_connection_once(
     assert len(errs) == 1
     assert "raised in SERVER_WRITEABLE" in errs[0].getMessage()
     assert errs[0].exc_info is not None and errs[0].exc_info[0] is RuntimeError
+
+
+def _acked(sock: socket.socket) -> bool:
+    """The peer's kernel has acknowledged everything sent (tcp_info.tcpi_unacked == 0)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("I", info, 24)[0] == 0
+
+
+@pytest.mark.parametrize("loop", ["builtin", "epoll", "select"])
+def test_request_in_at_accept_is_answered_in_that_pass(make_ctx, client, loop: str) -> None:
+    # Where the sink watches an fd as soon as add_fd returns, the accepted socket is
+    # read at once: the pass that accepts it sends the 101.  select takes a high fd and
+    # refuses it later, so there the request waits for the next pass.  The callbacks
+    # are the same, in the same order, either way.
+    heard: list[Reason] = []
+
+    def cb(conn, reason, user, payload) -> int:  # type: ignore[no-untyped-def]
+        heard.append(reason)
+        return 0
+
+    ctx = make_ctx([Protocol("p", cb)])
+    if loop == "builtin":
+        run_once: Callable[[], object] = lambda: ctx.service(1000)  # noqa: E731
+    else:
+        host = (EpollLoop if loop == "epoll" else SelectLoop)(ctx)
+        run_once = lambda: host.run_once(1000)  # noqa: E731
+    c = client(ctx.port)
+    c.send_upgrade("/")
+    pump(lambda: None, lambda: _acked(c.sock), "the request in the server's kernel")
+    heard.clear()
+    run_once()
+    assert (Reason.ESTABLISHED in heard) is (loop != "select"), heard
+    pump(run_once, lambda: Reason.ESTABLISHED in heard, "ESTABLISHED")
+    assert c.take_response() is not None or pump(run_once, c.take_response, "the 101")
+    assert heard == [
+        Reason.FILTER_NETWORK_CONNECTION,
+        Reason.LOCK_POLL,
+        Reason.ADD_POLL_FD,
+        Reason.UNLOCK_POLL,
+        Reason.WSI_CREATE,
+        Reason.SERVER_NEW_CLIENT_INSTANTIATED,
+        Reason.FILTER_PROTOCOL_CONNECTION,
+        Reason.ESTABLISHED,
+    ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lwsbridge.core import Role, WSConnection
 from lwsbridge.core.buffer import ReceiveBuffer
@@ -126,3 +130,18 @@ def test_connection_bytewise_head_is_linear(role: Role) -> None:
     n = len(head)
     assert CountingBytearray.scanned < 10 * n, CountingBytearray.scanned
     assert not conn.events()
+
+
+@given(
+    pieces=st.lists(
+        st.binary(max_size=5).map(lambda b: bytes(b"\r\na"[c % 3] for c in b)), max_size=12
+    )
+)
+def test_find_head_end_is_the_first_blank_line(pieces: list[bytes]) -> None:
+    # Fed in pieces, the answer after each is where the first "\n\n" or "\n\r\n" ends in
+    # all the bytes so far (a terminator split across pieces included), else -1.
+    buf = ReceiveBuffer()
+    for piece in pieces:
+        buf.append(piece)
+        m = re.search(rb"\n\r?\n", bytes(buf.data))
+        assert buf.find_head_end() == (m.end() if m else -1)

@@ -18,6 +18,8 @@ from helpers import (
     take,
     upgrade_request,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lwsbridge.core import (
     Closed,
@@ -27,6 +29,7 @@ from lwsbridge.core import (
     ExtensionFactory,
     ExtensionOffer,
     HandshakeFailed,
+    Headers,
     HTTPRequest,
     LocalProtocolError,
     RemoteProtocolError,
@@ -36,7 +39,12 @@ from lwsbridge.core import (
     UpgradeRequest,
     WSConnection,
 )
-from lwsbridge.core.handshake import accept_key, make_key
+from lwsbridge.core.handshake import (
+    accept_key,
+    make_key,
+    upgrade_lists_websocket,
+    validate_upgrade,
+)
 from lwsbridge.core.http11 import parse_request_head, parse_response_head
 
 CLIENT_TEXT = build_frame(0x1, b"early")  # masked, as a client sends
@@ -459,3 +467,48 @@ def test_client_eof_during_handshake() -> None:
     conn.receive_eof()
     (ev,) = conn.events()
     assert ev == Closed(1006, "connection closed without a close frame", False)
+
+
+# ------------------------------------- token lists: the one-call checks, as the two-step
+
+
+def _old_lists(values: list[bytes], token: bytes) -> bool:
+    # what the checks were: the items (split on commas, stripped, empties dropped), then
+    # any item equal to the token, lower-cased
+    items = [i.strip() for v in values for i in v.split(b",") if i.strip()]
+    return any(i.lower() == token for i in items)
+
+
+_TOKENISH = st.lists(
+    st.lists(
+        st.sampled_from(
+            [b"websocket", b"WebSocket", b"upgrade", b"h2c", b"13", b" ", b",", b"\t", b""]
+        )
+    ).map(b"".join),
+    max_size=3,
+)
+
+
+@given(values=_TOKENISH)
+def test_token_list_checks_agree_with_the_two_step(values: list[bytes]) -> None:
+    assert upgrade_lists_websocket(values) == _old_lists(values, b"websocket")
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="
+    # as Connection: accepted exactly when an item is "upgrade"
+    fields = [(b"host", b"h"), (b"sec-websocket-key", key), (b"sec-websocket-version", b"13")]
+    headers = Headers(fields + [(b"connection", v) for v in values])
+    try:
+        validate_upgrade("GET", (1, 1), headers)
+        ok = True
+    except RemoteProtocolError:
+        ok = False
+    assert ok == _old_lists(values, b"upgrade")
+    # as Sec-WebSocket-Version: accepted exactly when the items are ["13"]
+    fields = [(b"host", b"h"), (b"sec-websocket-key", key), (b"connection", b"upgrade")]
+    headers = Headers(fields + [(b"sec-websocket-version", v) for v in values])
+    items = [i.strip() for v in values for i in v.split(b",") if i.strip()]
+    try:
+        validate_upgrade("GET", (1, 1), headers)
+        status = 0
+    except RemoteProtocolError as exc:
+        status = exc.status
+    assert status == (0 if items == [b"13"] else 426)
