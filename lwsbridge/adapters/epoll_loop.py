@@ -66,9 +66,7 @@ class EpollLoop(ArrayLoop):
 
     def del_fd(self, fd: int, events: int) -> None:
         self._closed_in_pass.add(fd)  # _gone: stale for the rest of this pass
-        if self._refused and fd in self._refused:  # not for epoll; kept for its contract
-            self._refused.remove(fd)
-        elif events:
+        if events:  # (epoll refuses no fd at ADD: nothing is on _refused)
             try:
                 self._ep.unregister(fd)
             except OSError as exc:

@@ -12,17 +12,8 @@ if TYPE_CHECKING:
 __all__ = ["FRAME_BUFFERS", "FramePool", "ReceiveBuffer"]
 
 # The C speedup's FrameBuffer (a frame received into the very bytes delivered); None
-# without it, and with LWSBRIDGE_NO_SPEEDUPS=1 (the same switch as masking).
-_FrameBuffer: type[FrameBuffer] | None = None
-if _mask_module.SPEEDUPS:
-    try:
-        from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
-            FrameBuffer as _c_frame_buffer,
-        )
-    except ImportError:  # pragma: no cover - depends on the build (an older .so)
-        pass
-    else:
-        _FrameBuffer = _c_frame_buffer
+# without it, and with LWSBRIDGE_NO_SPEEDUPS=1.
+_FrameBuffer: type[FrameBuffer] | None = _mask_module.speedup("FrameBuffer")
 #: :meth:`FramePool.take_bytes` is there: frames are gathered in their own bytes object
 FRAME_BUFFERS = _FrameBuffer is not None
 

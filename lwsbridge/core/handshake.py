@@ -78,17 +78,9 @@ def _list_items(values: list[bytes]) -> list[bytes]:
     return out
 
 
-def _has_token(values: list[bytes], token: bytes) -> bool:
-    for v in values:  # noqa: SIM110 (any(generator) is a call per item, per handshake)
-        if v.lower() == token:
-            return True
-    return False
-
-
 def _lists_token(values: list[bytes], token: bytes) -> bool:
-    """``_has_token(_list_items(values), token)`` in one call (it runs twice per handshake):
-    whether a comma-separated item of ``values``, stripped and lower-cased, is ``token``
-    (an empty item never is)."""
+    """Whether a comma-separated item of the field ``values``, stripped and lower-cased,
+    is ``token`` (an empty item never is); no list of the items is made."""
     for value in values:
         for item in value.split(b","):
             if item.strip().lower() == token:
@@ -98,7 +90,7 @@ def _lists_token(values: list[bytes], token: bytes) -> bool:
 
 def is_websocket_upgrade(headers: Headers) -> bool:
     """True if the request asks to upgrade to WebSocket (``Upgrade`` lists ``websocket``)."""
-    return _has_token(headers.get_list(b"upgrade"), b"websocket")
+    return _lists_token(headers.get_all(b"upgrade"), b"websocket")
 
 
 def upgrade_lists_websocket(upgrade_values: list[bytes]) -> bool:
@@ -250,9 +242,9 @@ def check_response(
     """
     if status != 101:
         raise RemoteProtocolError(f"server answered {status} instead of 101", status=status)
-    if not _has_token(headers.get_list(b"upgrade"), b"websocket"):
+    if not _lists_token(headers.get_all(b"upgrade"), b"websocket"):
         raise RemoteProtocolError("101 response lacks 'Upgrade: websocket'")
-    if not _has_token(headers.get_list(b"connection"), b"upgrade"):
+    if not _lists_token(headers.get_all(b"connection"), b"upgrade"):
         raise RemoteProtocolError("101 response lacks 'Connection: upgrade'")
     if headers.get_all(b"sec-websocket-accept") != [accept_key(key)]:
         raise RemoteProtocolError("wrong Sec-WebSocket-Accept in the 101 response")

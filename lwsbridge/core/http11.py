@@ -39,18 +39,10 @@ _FAST_HEAD = re.compile(
 # The C fast path (None without the speedup; tests set it to None for the Python one):
 # the same grammar as _FAST_HEAD + _REQUEST_LINE with major version 1, in one scan;
 # (method, target, minor, [(name, value)...]) or None outside it.
-c_parse_head: (
-    Callable[[bytes | bytearray], tuple[str, str, int, list[tuple[bytes, bytes]]] | None] | None
-) = None
-if _mask_module.SPEEDUPS:  # the one switch: LWSBRIDGE_NO_SPEEDUPS=1 turns all off
-    try:
-        from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
-            parse_request_head_fast,
-        )
-    except ImportError:  # pragma: no cover - depends on the build
-        pass
-    else:
-        c_parse_head = parse_request_head_fast
+_FastHead = tuple[str, str, int, list[tuple[bytes, bytes]]]
+c_parse_head: Callable[[bytes | bytearray], _FastHead | None] | None = _mask_module.speedup(
+    "parse_request_head_fast"
+)
 
 REASONS: dict[int, str] = {
     101: "Switching Protocols",
@@ -105,32 +97,35 @@ def _parse_fields(lines: list[bytes]) -> Headers:
     return Headers(fields)
 
 
+def _fast_head(head: bytes | bytearray) -> _FastHead | None:
+    """The fast path in Python, as :data:`c_parse_head` answers: ``(method, target,
+    minor, fields)`` for a head all in the regexes' grammar with HTTP/1.x, else None."""
+    fast = _FAST_HEAD.fullmatch(head)
+    if fast is None:
+        return None
+    m = _REQUEST_LINE.fullmatch(fast.group(1))
+    if m is None or m.group(3) != b"1":
+        return None
+    # The field lines are known well formed (name, colon, value chars, no CR but the
+    # one before LF): a split, not a regex that tries the value's end at every byte.
+    # strip's \r is that line-ending CR.
+    fields = []
+    for line in fast.group(2).split(b"\n")[:-1]:
+        name, _, value = line.partition(b":")
+        fields.append((name, value.strip(b" \t\r")))
+    return m.group(1).decode("ascii"), m.group(2).decode("latin-1"), int(m.group(4)), fields
+
+
 def parse_request_head(head: bytes | bytearray) -> tuple[str, str, tuple[int, int], Headers]:
     """Parse a request head (request line + fields + blank line).
 
     Returns ``(method, target, (major, minor), headers)``; raises
     :class:`RemoteProtocolError` with ``status`` 400 (or 505) and a reason.
     """
-    if c_parse_head is not None:
-        parsed = c_parse_head(head)
-        if parsed is not None:
-            method, target, minor, fields = parsed
-            return method, target, (1, minor), Headers(fields)
-    else:
-        fast = _FAST_HEAD.fullmatch(head)
-        if fast is not None:
-            m = _REQUEST_LINE.fullmatch(fast.group(1))
-            if m is not None and m.group(3) == b"1":
-                # The field lines are known well formed (name, colon, value chars, no CR
-                # but the one before LF): a split, not a regex that tries the value's end
-                # at every byte.  strip's \r is that line-ending CR.
-                fields = []
-                for line in fast.group(2).split(b"\n")[:-1]:
-                    name, _, value = line.partition(b":")
-                    fields.append((name, value.strip(b" \t\r")))
-                version = (1, int(m.group(4)))
-                method, target = m.group(1).decode("ascii"), m.group(2).decode("latin-1")
-                return method, target, version, Headers(fields)
+    parsed = (c_parse_head or _fast_head)(head)
+    if parsed is not None:
+        method, target, minor, fields = parsed
+        return method, target, (1, minor), Headers(fields)
     lines = _split_lines(head)
     # RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
     while lines and not lines[0]:

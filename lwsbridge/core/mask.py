@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["SPEEDUPS", "apply_mask", "apply_mask_py"]
+__all__ = ["SPEEDUPS", "apply_mask", "apply_mask_py", "speedup"]
 
 _BYTEORDER = sys.byteorder
 _TRANSLATE_FROM = 2048  # below: one big-int XOR is fastest; above: 4 strided translates
@@ -58,3 +59,14 @@ if not os.environ.get("LWSBRIDGE_NO_SPEEDUPS"):
     else:
         apply_mask = _c_apply_mask
         SPEEDUPS = True
+
+
+def speedup(name: str) -> Any:
+    """The C speedup's ``name``, or None: without the module, with
+    LWSBRIDGE_NO_SPEEDUPS=1 (the one switch, :data:`SPEEDUPS`), or from an older build
+    that lacks it.  Each core module takes its C piece through this."""
+    if not SPEEDUPS:
+        return None
+    from lwsbridge.core import _speedups  # type: ignore[attr-defined,unused-ignore]
+
+    return getattr(_speedups, name, None)

@@ -17,16 +17,7 @@ __all__ = ["Utf8Validator", "c_check", "utf8_valid"]
 
 _Decoder = codecs.getincrementaldecoder("utf-8")
 # The C validator (None without the speedup); tests set it to None for the Python path.
-c_check: Callable[[bytes, int], int] | None = None
-if _mask_module.SPEEDUPS:  # the same switch as masking: LWSBRIDGE_NO_SPEEDUPS=1 turns both off
-    try:
-        from lwsbridge.core._speedups import (  # type: ignore[import-not-found,unused-ignore]
-            utf8_check,
-        )
-    except ImportError:  # pragma: no cover - depends on the build
-        pass
-    else:
-        c_check = utf8_check
+c_check: Callable[[bytes, int], int] | None = _mask_module.speedup("utf8_check")
 
 
 class Utf8Validator:

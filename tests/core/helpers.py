@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+import pytest
 
 from lwsbridge.core import Event, Role, State, WSConnection
 
@@ -235,3 +239,40 @@ def feed(conn: WSConnection, data: bytes, mode: str, trailing: bytes = TRAILING)
 
 def of_type(events: list[Event], cls: type) -> list[Event]:
     return [e for e in events if isinstance(e, cls)]
+
+
+def speedup_path(param: str, monkeypatch: Any, module: Any, attr: str) -> str:
+    """A ``path`` fixture's body: "c" runs with ``module.attr``, the C piece (skipped
+    where it is not built, a failure in CI where it must be); "python" sets it to None."""
+    if param == "c":
+        if getattr(module, attr) is None:
+            if os.environ.get("CI") and not os.environ.get("LWSBRIDGE_NO_SPEEDUPS"):
+                pytest.fail("the C speedup was not built in CI")
+            pytest.skip("C speedup not built or disabled")
+    else:
+        monkeypatch.setattr(module, attr, None)
+    return param
+
+
+# Lines of request heads, well formed and not, for the head parser's differential tests:
+# the first four are request lines; the rest field lines, good and bad.
+HEAD_LINES = [
+    b"GET /chat HTTP/1.1",
+    b"GET / HTTP/1.0",
+    b"GET / HTTP/2.0",
+    b"GET /a b HTTP/1.1",
+    b"Host: example.com",
+    b"Upgrade:websocket",
+    b"X-Empty:",
+    b"X-Pad: \t v a l \t ",
+    b"X-Obs: caf\xe9",
+    b"X-Colon: a:b",
+    b" folded",
+    b"\tfolded",
+    b"Bad Name: x",
+    b"X-Ctl: a\x01b",
+    b"X-Del: a\x7fb",
+    b"X-Cr: a\rb",
+    b": no name",
+    b"",
+]

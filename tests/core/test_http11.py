@@ -7,7 +7,7 @@ byte by byte, and whole with trailing bytes after it in the same ``receive_data`
 from __future__ import annotations
 
 import pytest
-from helpers import FEED_MODES, TRAILING, feed, of_type, take
+from helpers import FEED_MODES, HEAD_LINES, TRAILING, feed, of_type, take
 
 from lwsbridge.core import (
     Closed,
@@ -430,26 +430,7 @@ def test_client_oversized_response_head(mode: str) -> None:
 
 # ------------------------------------------------------- fast path == line-by-line path
 
-_LINE_PIECES = [
-    b"GET /chat HTTP/1.1",
-    b"GET / HTTP/1.0",
-    b"GET / HTTP/2.0",
-    b"GET /a b HTTP/1.1",
-    b"Host: example.com",
-    b"Upgrade:websocket",
-    b"X-Empty:",
-    b"X-Pad: \t v a l \t ",
-    b"X-Obs: caf\xe9",
-    b"X-Colon: a:b",
-    b" folded",
-    b"\tfolded",
-    b"Bad Name: x",
-    b"X-Ctl: a\x01b",
-    b"X-Del: a\x7fb",
-    b"X-Cr: a\rb",
-    b": no name",
-    b"",
-]
+_LINE_PIECES = HEAD_LINES
 _ENDS = [b"\r\n", b"\n", b"\r\r\n"]
 
 

@@ -4,10 +4,10 @@ same status and reason (a differential test; hypothesis is derandomized in CI)."
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
+from helpers import HEAD_LINES, speedup_path
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,37 +46,11 @@ def _old_parse(head: bytes) -> object:
 
 @pytest.fixture(params=["c", "python"])
 def path(request, monkeypatch):  # type: ignore[no-untyped-def]
-    if request.param == "c":
-        if http11.c_parse_head is None:
-            if os.environ.get("CI") and not os.environ.get("LWSBRIDGE_NO_SPEEDUPS"):
-                pytest.fail("the C speedup was not built in CI")
-            pytest.skip("C speedup not built or disabled")
-    else:
-        monkeypatch.setattr(http11, "c_parse_head", None)
-    return request.param
+    return speedup_path(request.param, monkeypatch, http11, "c_parse_head")
 
 
 # Pieces of heads, well formed and not, and bytes that sit on the grammar's edges.
-_PIECES = [
-    b"GET /chat HTTP/1.1",
-    b"GET / HTTP/1.0",
-    b"GET / HTTP/2.0",
-    b"GET / HTTP/1.",
-    b"GET /a b HTTP/1.1",
-    b"Host: example.com",
-    b"Upgrade:websocket",
-    b"X-Empty:",
-    b"X-Pad: \t v a l \t ",
-    b"X-Obs: caf\xe9",
-    b"X-Colon: a:b",
-    b" folded",
-    b"Bad Name: x",
-    b": no name",
-    b"\r\n",
-    b"\n",
-    b"\r",
-    b"",
-]
+_PIECES = [*HEAD_LINES, b"GET / HTTP/1.", b"\r\n", b"\n", b"\r"]
 _BYTES = (
     st.binary(max_size=6)
     .map(lambda b: bytes(c % 16 for c in b))

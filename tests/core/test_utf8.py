@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
+from helpers import speedup_path
 
 from lwsbridge.core import utf8
 
@@ -20,14 +20,7 @@ def _reference(data: bytes) -> bool:
 
 @pytest.fixture(params=["c", "python"])
 def path(request, monkeypatch):  # type: ignore[no-untyped-def]
-    if request.param == "c":
-        if utf8.c_check is None:
-            if os.environ.get("CI") and not os.environ.get("LWSBRIDGE_NO_SPEEDUPS"):
-                pytest.fail("the C speedup was not built in CI")
-            pytest.skip("C speedup not built or disabled")
-    else:
-        monkeypatch.setattr(utf8, "c_check", None)
-    return request.param
+    return speedup_path(request.param, monkeypatch, utf8, "c_check")
 
 
 EDGES = [
