@@ -67,6 +67,6 @@ def speedup(name: str) -> Any:
     that lacks it.  Each core module takes its C piece through this."""
     if not SPEEDUPS:
         return None
-    from lwsbridge.core import _speedups  # type: ignore[attr-defined,unused-ignore]
+    import lwsbridge.core._speedups as c_module  # type: ignore[import-not-found,unused-ignore]
 
-    return getattr(_speedups, name, None)
+    return getattr(c_module, name, None)
