@@ -846,3 +846,15 @@ def test_limits_set_after_construction_apply() -> None:
     conn.receive_data(build_frame(2, b"xyz"))
     events = conn.events()
     assert any(isinstance(e, ConnectionFailed) and e.code == 1009 for e in events)
+
+
+def test_control_frame_with_a_64_bit_length_is_read_with_what_follows() -> None:
+    """A pong whose empty length is spelled in 64 bits, then a text frame, in one read
+    (found by the frames_client fuzz target): both are delivered, nothing raises."""
+    from helpers import open_client
+
+    conn = open_client()
+    conn.receive_data(b"\x8a\x7f" + bytes(8) + b"\x81\x02hi")
+    events = conn.events()
+    assert [type(e) for e in events] == [Pong, DataReceived]
+    assert events[1].data == b"hi"
