@@ -28,9 +28,14 @@ class _OwnPass:
     """The context as the built-in loop's array loop sees it.
 
     That loop runs only inside ``Context.service()``, which has checked the thread
-    already, so its two calls of every pass, ``next_timeout`` and ``service_pending``,
-    go to the service's own (the context's, less the check and a call level); the rest
-    is the context's.
+    already, so its calls of every pass, ``next_timeout``, ``service_pending`` and
+    ``service_fd`` for each ready fd, go to the service's own (the context's, less the
+    check and a call level); the rest is the context's.  The service's ``service_fd``
+    guards itself against a bug of ours as the context's does; it takes only the fds
+    the context watches, which are all this loop reports besides its host fds (an fd
+    closed earlier in the pass is dropped by the loop before it gets there).  Its result
+    says whether a connection closed, not the revents left over: the array loop does
+    not read it.
     """
 
     __slots__ = (
@@ -47,11 +52,12 @@ class _OwnPass:
         context: Serviceable,
         next_timeout: Callable[[], int | None],
         service_pending: Callable[[], None],
+        service_fd: Callable[[int, int], int],
     ) -> None:
         self._context = context
         self.next_timeout = next_timeout
         self.service_pending = service_pending
-        self.service_fd: Callable[[int, int], int] = context.service_fd
+        self.service_fd = service_fd
         self.set_poll_sink = context.set_poll_sink
         self.cancel_service = context.cancel_service
 
@@ -69,11 +75,13 @@ class BuiltinLoop:
         *,
         next_timeout: Callable[[], int | None] | None = None,
         service_pending: Callable[[], None] | None = None,
+        service_fd: Callable[[int, int], int] | None = None,
     ) -> None:
-        """``next_timeout`` and ``service_pending``, when given, are the context's own
-        without the thread check, for the passes (which only ``service()`` runs)."""
-        if next_timeout is not None and service_pending is not None:
-            context = _OwnPass(context, next_timeout, service_pending)
+        """``next_timeout``, ``service_pending`` and ``service_fd``, when given, are the
+        context's own without the thread check, for the passes (which only ``service()``
+        runs)."""
+        if next_timeout is not None and service_pending is not None and service_fd is not None:
+            context = _OwnPass(context, next_timeout, service_pending, service_fd)
         self._context = context
         self._name = best_array_loop()
         self._loop: Any = None

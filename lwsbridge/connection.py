@@ -187,7 +187,9 @@ class Connection:
             return  # kept for after CLIENT_ESTABLISHED
         out = self.output
         if out.writable and not out.chunks and self.context.writeable_same_pass:
-            svc.make_ready(self)
+            if not self.in_ready:  # svc.make_ready, in place: once per echoed message
+                self.in_ready = True
+                svc.ready.append(self)
         else:
             svc.update_interest(self)
 

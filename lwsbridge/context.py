@@ -262,21 +262,15 @@ class Context:
             fd, rev = pollfd, revents
             if fd not in watched:
                 return rev
-            try:  # a bug of ours must not reach the host's loop: it costs one connection
-                self._svc.service_fd(fd, rev)
-            except Exception:
-                self._svc.internal_error(self._svc.conns.get(fd), f"servicing fd {fd}")
+            # Guarded there: a bug of ours never reaches the host's loop.
+            self._svc.service_fd(fd, rev)
             return 0
         fd = pollfd.fd
         if fd not in watched:
             return False
         rev = pollfd.revents
         pollfd.revents = 0
-        try:
-            return self._svc.service_fd(fd, rev)
-        except Exception:
-            self._svc.internal_error(self._svc.conns.get(fd), f"servicing fd {fd}")
-            return True
+        return self._svc.service_fd(fd, rev)
 
     def next_timeout(self) -> int | None:
         """Milliseconds until the context needs :meth:`service_pending`; 0 = now; None = never.
@@ -307,7 +301,10 @@ class Context:
                 raise LocalProtocolError("this context is driven by an adapter, not service()")
             svc = self._svc
             self._builtin = BuiltinLoop(
-                self, next_timeout=svc.next_timeout, service_pending=svc.service_pending
+                self,
+                next_timeout=svc.next_timeout,
+                service_pending=svc.service_pending,
+                service_fd=svc.service_fd,
             )
         self._builtin.run_pass(timeout_ms)  # the array loop's run_once, once it is made
 

@@ -195,53 +195,58 @@ class Service:
     def service_fd(self, fd: int, revents: int) -> bool:
         """Service one ready fd; True when a connection closed.
 
-        Unguarded: the caller (``Context.service_fd``) turns an exception, a bug of
-        ours, into :meth:`internal_error`, one closed connection.
+        Guarded here, not by the caller, so that the built-in loop reaches it straight
+        (one call level a pass less): an exception, a bug of ours, must not reach the
+        host's loop and costs one connection (:meth:`internal_error`).
         """
-        conn = self.conns.get(fd)
-        if conn is None:
-            if fd == self.wakeup.fd:
-                self._woken()
-            elif self.listener is not None and fd == self.listener.fd:
-                self._turn = 0
-                self._accept()
-            else:
-                self.adopted.dispatch(fd, revents)
-            self.run_ready()
-            return False
-        self._turn += 1
-        if self._turn >= ACCEPT_TURN and self.listener is not None:
-            self._turn = 0
-            self._accept()  # never conn's fd: conn's socket is still open
-        if conn.phase is _CONNECTING and conn.tls is None:
-            self._client_connected(conn)
-            self.run_ready()
-            return not conn.alive
-        if revents & POLLNVAL or (revents & POLLERR and not conn.rx_enabled):
-            self.kill(conn, "socket error")
-            self.run_ready()
-            return True
-        if revents & POLLOUT:
-            conn.output.writable = True
-            self.flush(conn)
-            if conn.alive and not conn.output.chunks:
-                if conn.file is not None:
-                    self.file_more(conn)
-                elif conn.want_writable:
-                    self._writeable(conn)
-        # POLLERR is read like POLLIN: what the peer sent before a reset (a 101, a close
-        # frame) is still delivered; then recv() reports the error and the socket closes.
-        if revents & (POLLIN | POLLHUP | POLLERR) and conn.alive and conn.rx_enabled:
-            self._read(conn)
-        if conn.in_ready:
-            self.run_ready()  # which updates conn's interest too, once
-        elif conn.alive:
-            self.update_interest(conn)
-            if self.ready:
+        try:
+            conn = self.conns.get(fd)
+            if conn is None:
+                if fd == self.wakeup.fd:
+                    self._woken()
+                elif self.listener is not None and fd == self.listener.fd:
+                    self._turn = 0
+                    self._accept()
+                else:
+                    self.adopted.dispatch(fd, revents)
                 self.run_ready()
-        elif self.ready:
-            self.run_ready()
-        return not conn.alive
+                return False
+            self._turn += 1
+            if self._turn >= ACCEPT_TURN and self.listener is not None:
+                self._turn = 0
+                self._accept()  # never conn's fd: conn's socket is still open
+            if conn.phase is _CONNECTING and conn.tls is None:
+                self._client_connected(conn)
+                self.run_ready()
+                return not conn.alive
+            if revents & POLLNVAL or (revents & POLLERR and not conn.rx_enabled):
+                self.kill(conn, "socket error")
+                self.run_ready()
+                return True
+            if revents & POLLOUT:
+                conn.output.writable = True
+                self.flush(conn)
+                if conn.alive and not conn.output.chunks:
+                    if conn.file is not None:
+                        self.file_more(conn)
+                    elif conn.want_writable:
+                        self._writeable(conn)
+            # POLLERR is read like POLLIN: what the peer sent before a reset (a 101, a close
+            # frame) is still delivered; then recv() reports the error and the socket closes.
+            if revents & (POLLIN | POLLHUP | POLLERR) and conn.alive and conn.rx_enabled:
+                self._read(conn)
+            if conn.in_ready:
+                self.run_ready()  # which updates conn's interest too, once
+            elif conn.alive:
+                self.update_interest(conn)
+                if self.ready:
+                    self.run_ready()
+            elif self.ready:
+                self.run_ready()
+            return not conn.alive
+        except Exception:
+            self.internal_error(self.conns.get(fd), f"servicing fd {fd}")
+            return True
 
     def _woken(self) -> None:
         data = self.wakeup.drain()
@@ -685,7 +690,12 @@ class Service:
                 self.close_gracefully(conn)
                 return
         if out.chunks and conn.alive:
-            self.flush(conn)
+            # self.flush, in place: once per echoed message
+            sock = conn.sock
+            assert sock is not None
+            end = out.flush(sock)
+            if end is not None:
+                self.kill(conn, end or None)
         if n >= limit and conn.want_writable and not out.chunks and conn.alive:
             if self._ctx.writeable_same_pass:
                 self.make_ready(conn)  # fairness cap reached: carry on next pass

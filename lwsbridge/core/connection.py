@@ -329,7 +329,7 @@ class WSConnection:
             if len(data) == hlen:
                 return  # the header alone (how the service reads it after a large frame)
             data = memoryview(data)[hlen:]
-        if state in _WS_STATES and frames.in_payload and data and not buf:
+        if frames.in_frame and state in _WS_STATES and not frames.held and data and not buf:
             # Payload of the frame in progress, nothing before it: unmask it straight from
             # ``data`` (one copy), not through the receive buffer (two more).
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from enum import IntEnum
+from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
 from lwsbridge.core.buffer import FRAME_BUFFERS, FramePool
@@ -233,6 +234,18 @@ class FrameReader:
         """The next input byte is payload of a data frame (and no output is held back)."""
         return self._in_frame and not self.held
 
+    if TYPE_CHECKING:
+
+        @property
+        def in_frame(self) -> bool: ...
+
+    else:
+        # A C getter (no Python frame): the receiving side tests it on every read.
+        in_frame = property(
+            attrgetter("_in_frame"),
+            doc="A data frame's payload is in progress (:attr:`in_payload` less ``held``).",
+        )
+
     def read_payload(self, data: bytes | bytearray | memoryview, events: list[Event]) -> int:
         """Deliver the front of ``data`` as payload of the data frame in progress.
 
@@ -357,8 +370,11 @@ class FrameReader:
                             )
                         start = pos + hlen
                         pos = start + length
-                        key = bytes(buf[start - 4 : start]) if masked else b""
-                        chunk = _payload(buf, start, pos, key)
+                        if masked and length < 1024:  # _payload's small case, in place
+                            chunk = apply_mask(buf[start:pos], bytes(buf[start - 4 : start]))
+                        else:
+                            key = bytes(buf[start - 4 : start]) if masked else b""
+                            chunk = _payload(buf, start, pos, key)
                         if opcode == _TEXT and not utf8_valid(chunk):  # §8.1
                             raise RemoteProtocolError("invalid UTF-8 in text message", code=1007)
                         append(DataReceived(chunk, opcode == _BINARY, True, True, 0, True))
