@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any
 
 __all__ = [
     "CloseReceived",
@@ -228,3 +229,55 @@ class Closed(Event):
     code: int
     reason: str
     clean: bool
+
+
+class _Factory:
+    """The default of a field made by its factory, as ``inspect.signature`` shows it."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
+def _store_through_slots(cls: type) -> None:
+    """Give the frozen dataclass ``cls`` an ``__init__`` that stores each field through
+    its slot's own descriptor, with the signature and defaults dataclass made.
+
+    A frozen dataclass's ``__init__`` stores each field with ``object.__setattr__``
+    (by name, through the instance's refused ``__setattr__``): 1.7 us for a
+    :class:`DataReceived`, once per message received, where the slots' ``__set__``
+    take 0.7 us.  The instances stay as frozen (assignment raises
+    ``FrozenInstanceError``), and compare, hash, print and pickle as before.
+    Generated from the dataclass's fields, as dataclass generates its own.
+    """
+    names: dict[str, object] = {"_MISSING": _FACTORY}
+    params: list[str] = []
+    body: list[str] = []
+    for f in fields(cls):
+        n = f.name
+        names[f"_set_{n}"] = getattr(cls, n).__set__
+        if f.default is not MISSING:
+            names[f"_default_{n}"] = f.default
+            params.append(f"{n}=_default_{n}")
+        elif f.default_factory is not MISSING:
+            names[f"_factory_{n}"] = f.default_factory
+            params.append(f"{n}=_MISSING")
+            body.append(f"if {n} is _MISSING: {n} = _factory_{n}()")
+        else:
+            params.append(n)
+        body.append(f"_set_{n}(self, {n})")
+    source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body) + "\n"
+    exec(source, names)  # our own field names, as dataclasses does
+    init: Any = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init  # type: ignore[misc]
+
+
+# Every dataclass here, the events and ExtensionOffer.
+for _name in __all__:
+    if is_dataclass(globals()[_name]):
+        _store_through_slots(globals()[_name])
+del _name
