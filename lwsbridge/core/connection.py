@@ -23,6 +23,7 @@ buffer to the reader of the current state, applies the state machine of
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -55,6 +56,8 @@ from lwsbridge.core.handshake import ClientHandshake, HeaderList, build_accept, 
 from lwsbridge.core.http11 import read_response_head
 from lwsbridge.core.http_server import ServerExchange
 from lwsbridge.core.state import Role, State, transition
+
+_PACK_H = struct.Struct("!BB").pack  # a frame's first two bytes (frames.encode_frame's)
 
 __all__ = ["WSConnection"]
 
@@ -677,6 +680,10 @@ class WSConnection:
         self._out_in_message = not final
         if self._client:
             self._out.extend(self._frame(opcode, payload, final, rsv))
+        elif len(payload) < 126:
+            # encode_frame's smallest case, in place: a server's echo of a small message
+            # is the most common frame there is, and one chunk.
+            self._out.append(_PACK_H((0x80 if final else 0) | rsv | opcode, len(payload)) + payload)
         else:
             self._out.extend(encode_frame(opcode, payload, final, rsv))
 
