@@ -162,6 +162,8 @@ class Service:
         """``Context.next_timeout`` without the thread check (the built-in loop's passes)."""
         if self.ready:
             return 0
+        if not self.timers.armed:  # no timer at all: no call
+            return None
         deadline = self.timers.next_deadline()
         if deadline is None:
             return None
@@ -169,9 +171,10 @@ class Service:
 
     def service_pending(self) -> None:
         """Run expired timers and forced service (lws: the part of lws_service with no fd)."""
-        now = time.monotonic()
-        if self.timers.due(now):
-            self._run_timers(now)
+        if self.timers.armed:
+            now = time.monotonic()
+            if self.timers.due(now):
+                self._run_timers(now)
         if self.ready:
             try:
                 self.run_ready()

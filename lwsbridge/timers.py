@@ -44,18 +44,22 @@ class TimerHandle:
 class Timers:
     """The heap of ``(deadline, seq, kind, generation, connection)``, and of callbacks."""
 
-    __slots__ = ("_calls", "_heap", "_seq")
+    __slots__ = ("_calls", "_heap", "_seq", "armed")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerKind, int, Connection]] = []
         self._calls: list[tuple[float, int, TimerHandle]] = []
         self._seq = 0
+        #: Some entry is in a heap (a stale one included).  False: no deadline, nothing
+        #: due -- what the service tests on every pass, without a call.
+        self.armed = False
 
     def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
         """Run ``callback()`` once, ``seconds`` from now (0: at the next service_pending)."""
         handle = TimerHandle(time.monotonic() + max(0.0, seconds), callback)
         self._seq += 1
         heapq.heappush(self._calls, (handle.deadline, self._seq, handle))
+        self.armed = True
         return handle
 
     def pop_due_calls(self, now: float) -> list[TimerHandle]:
@@ -67,6 +71,7 @@ class Timers:
             if not handle.cancelled:
                 handle.cancelled = True  # ran: a later cancel() is a no-op
                 due.append(handle)
+        self.armed = bool(self._heap or calls)
         return due
 
     def schedule(self, conn: Connection, kind: TimerKind, seconds: float | None) -> None:
@@ -78,6 +83,7 @@ class Timers:
             heapq.heappush(
                 self._heap, (time.monotonic() + seconds, self._seq, kind, gens[kind], conn)
             )
+            self.armed = True
 
     @staticmethod
     def cancel_all(conn: Connection) -> None:
@@ -99,6 +105,7 @@ class Timers:
                 heapq.heappop(heap)
                 continue
             return deadline if first is None else min(deadline, first)
+        self.armed = first is not None
         return first
 
     def due(self, now: float) -> bool:
@@ -116,4 +123,5 @@ class Timers:
             if gen == conn.timer_gens[kind] and conn.alive:
                 conn.timer_gens[kind] += 1
                 due.append((conn, kind))
+        self.armed = bool(heap or self._calls)
         return due
