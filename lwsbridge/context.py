@@ -97,6 +97,11 @@ _get_ident = threading.get_ident
 _RECEIVE, _CLIENT_RECEIVE = Reason.RECEIVE, Reason.CLIENT_RECEIVE
 _HTTP, _WS, _CLOSING = Phase.HTTP, Phase.WS, Phase.CLOSING
 _OPEN = State.OPEN
+# Looked up once (an Enum class's attribute read costs a metaclass __getattr__ hook):
+# every connection's close reads them.
+_WS_PEER_INITIATED_CLOSE = Reason.WS_PEER_INITIATED_CLOSE
+_CLIENT = Role.CLIENT
+_PROTOCOL_TIMER = TimerKind.PROTOCOL
 
 
 class Context:
@@ -672,7 +677,7 @@ class Context:
         elif t is CloseReceived:
             # Not for the peer's answer to our own close (lws: LRS_AWAITING_CLOSE_ACK).
             if conn.established and conn.phase is _WS:
-                self._svc.call(conn, conn.protocol, Reason.WS_PEER_INITIATED_CLOSE, ev)
+                self._svc.call(conn, conn.protocol, _WS_PEER_INITIATED_CLOSE, ev)
         elif t is ConnectionFailed:
             logger.log(NOTICE, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
         elif t is RequestRejected:
@@ -685,7 +690,7 @@ class Context:
                 _log.closed(conn, ev.code, ev.reason, local, ev.clean)
             self._core_closed(conn)
         elif t is Established:
-            if conn.role is Role.CLIENT:
+            if conn.role is _CLIENT:
                 self._ws.client_established(conn, ev)
         elif t is HandshakeFailed:
             self._svc.kill(conn, ev.reason)
@@ -701,7 +706,7 @@ class Context:
             conn.file.close()
             conn.file = None
         self._svc.queue_output(conn)
-        if conn.alive and (conn.output or conn.role is Role.CLIENT or conn.tls is not None):
+        if conn.alive and (conn.output.chunks or conn.role is _CLIENT or conn.tls is not None):
             # The client role waits for the server's FIN (RFC 6455 §7.1.1); so does a
             # server whose close frame has not gone out yet.  A plain server with
             # nothing left to send is here only after the peer's FIN, which is read
@@ -709,7 +714,7 @@ class Context:
             # close storm leaves no dead heap entry per connection.  With TLS the
             # "EOF" may be a close_notify on a TCP connection the peer keeps open: the
             # timer bounds that wait.
-            self._svc.timers.schedule(conn, TimerKind.PROTOCOL, self.close_timeout)
+            self._svc.timers.schedule(conn, _PROTOCOL_TIMER, self.close_timeout)
 
     def client_connect(self, info: ClientConnectInfo) -> Connection:
         """Start a client connection (lws ``lws_client_connect_via_info``); never blocks.
