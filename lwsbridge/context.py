@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, overload
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, overload
 
 from lwsbridge import log as _log
 from lwsbridge.adoption import FdHandler
@@ -455,10 +456,14 @@ class Context:
                 # first request is kept: it gets its answer (a 503 for an upgrade)
                 self._svc.kill(conn, "draining")
 
-    @property
-    def draining(self) -> bool:
-        """Whether :meth:`drain` was called."""
-        return self._draining
+    if TYPE_CHECKING:
+
+        @property
+        def draining(self) -> bool: ...
+
+    else:
+        # Read-only, with a C getter: every upgrade reads it, no Python frame.
+        draining = property(attrgetter("_draining"), doc="Whether :meth:`drain` was called.")
 
     @property
     def drained(self) -> bool:

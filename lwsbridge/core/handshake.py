@@ -129,7 +129,7 @@ def validate_upgrade(
     version_fields: list[bytes] = []
     extension_fields: list[bytes] = []
     protocol_fields: list[bytes] = []
-    for name, value in headers:
+    for name, value in headers.fields:
         if name == b"host":
             hosts += 1
         elif name == b"connection":
