@@ -577,8 +577,10 @@ class Service:
         # is not alive), so no Timers.cancel_all: a call and its loop per connection.
         conn.enter(_DEAD)
         out = conn.output
-        if out.chunks:
+        if out.nbytes:
             out.clear()
+        else:  # Output.clear without its call: nothing counted, only chunks (the b"" end)
+            out.chunks.clear()
         conn.held.clear()
         if conn.file is not None:
             conn.file.close()
