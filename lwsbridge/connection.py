@@ -39,6 +39,9 @@ __all__ = ["Connection"]
 _get_ident = threading.get_ident
 _TEXT, _BINARY = WriteKind.TEXT, WriteKind.BINARY
 _CLOSING = Phase.CLOSING
+# Looked up once: an Enum class's attribute read goes through its metaclass's
+# __getattr__ hook (~0.1 us), and these run for every connection.
+_CONNECTING, _HTTP, _DEAD = Phase.CONNECTING, Phase.HTTP, Phase.DEAD
 
 #: what a call from a thread other than the servicing one raises
 WRONG_THREAD = (
@@ -114,7 +117,7 @@ class Connection:
         self.role: Role = core.role
         #: the client's connect info (None on the server side)
         self.client_info = client_info
-        self._phase = Phase.CONNECTING if client_info is not None else Phase.HTTP
+        self._phase = _CONNECTING if client_info is not None else _HTTP
         #: False once closed (phase DEAD): nothing more happens on it
         self.alive = True
         #: ESTABLISHED / CLIENT_ESTABLISHED was delivered
@@ -161,7 +164,7 @@ class Connection:
         if phase not in TRANSITIONS[self._phase]:
             raise LocalProtocolError(f"{self!r}: no transition {self._phase.name} -> {phase.name}")
         self._phase = phase
-        if phase is Phase.DEAD:
+        if phase is _DEAD:
             self.alive = False
 
     @property

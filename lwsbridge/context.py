@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, overload
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, overload
 
 from lwsbridge import log as _log
 from lwsbridge.adoption import FdHandler
@@ -97,6 +98,11 @@ _get_ident = threading.get_ident
 _RECEIVE, _CLIENT_RECEIVE = Reason.RECEIVE, Reason.CLIENT_RECEIVE
 _HTTP, _WS, _CLOSING = Phase.HTTP, Phase.WS, Phase.CLOSING
 _OPEN = State.OPEN
+# Looked up once (an Enum class's attribute read costs a metaclass __getattr__ hook):
+# every connection's close reads them.
+_WS_PEER_INITIATED_CLOSE = Reason.WS_PEER_INITIATED_CLOSE
+_CLIENT = Role.CLIENT
+_PROTOCOL_TIMER = TimerKind.PROTOCOL
 
 
 class Context:
@@ -447,10 +453,14 @@ class Context:
                 # first request is kept: it gets its answer (a 503 for an upgrade)
                 self._svc.kill(conn, "draining")
 
-    @property
-    def draining(self) -> bool:
-        """Whether :meth:`drain` was called."""
-        return self._draining
+    if TYPE_CHECKING:
+
+        @property
+        def draining(self) -> bool: ...
+
+    else:
+        # Read-only, with a C getter: every upgrade reads it, no Python frame.
+        draining = property(attrgetter("_draining"), doc="Whether :meth:`drain` was called.")
 
     @property
     def drained(self) -> bool:
@@ -669,7 +679,11 @@ class Context:
         elif t is CloseReceived:
             # Not for the peer's answer to our own close (lws: LRS_AWAITING_CLOSE_ACK).
             if conn.established and conn.phase is _WS:
-                self._svc.call(conn, conn.protocol, Reason.WS_PEER_INITIATED_CLOSE, ev)
+                protocol = conn.protocol
+                try:  # Service.call, in place: once per connection
+                    protocol.callback(conn, _WS_PEER_INITIATED_CLOSE, conn.user, ev)
+                except Exception:
+                    self._svc.callback_raised(conn, protocol, _WS_PEER_INITIATED_CLOSE)
         elif t is ConnectionFailed:
             logger.log(NOTICE, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
         elif t is RequestRejected:
@@ -682,7 +696,7 @@ class Context:
                 _log.closed(conn, ev.code, ev.reason, local, ev.clean)
             self._core_closed(conn)
         elif t is Established:
-            if conn.role is Role.CLIENT:
+            if conn.role is _CLIENT:
                 self._ws.client_established(conn, ev)
         elif t is HandshakeFailed:
             self._svc.kill(conn, ev.reason)
@@ -698,7 +712,7 @@ class Context:
             conn.file.close()
             conn.file = None
         self._svc.queue_output(conn)
-        if conn.alive and (conn.output or conn.role is Role.CLIENT or conn.tls is not None):
+        if conn.alive and (conn.output.chunks or conn.role is _CLIENT or conn.tls is not None):
             # The client role waits for the server's FIN (RFC 6455 §7.1.1); so does a
             # server whose close frame has not gone out yet.  A plain server with
             # nothing left to send is here only after the peer's FIN, which is read
@@ -706,7 +720,7 @@ class Context:
             # close storm leaves no dead heap entry per connection.  With TLS the
             # "EOF" may be a close_notify on a TCP connection the peer keeps open: the
             # timer bounds that wait.
-            self._svc.timers.schedule(conn, TimerKind.PROTOCOL, self.close_timeout)
+            self._svc.timers.schedule(conn, _PROTOCOL_TIMER, self.close_timeout)
 
     def client_connect(self, info: ClientConnectInfo) -> Connection:
         """Start a client connection (lws ``lws_client_connect_via_info``); never blocks.

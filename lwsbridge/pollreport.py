@@ -92,8 +92,7 @@ class PollReporter:
 
     def add(self, fd: int, events: int) -> None:
         """Start watching ``fd`` (ADD_POLL_FD); the sink may refuse by raising."""
-        change = self._set.add(fd, events)
-        self._report(_ADD, change.args)
+        self._report(_ADD, self._set.add_args(fd, events))
         if self._sink is not None:
             self._sink.add_fd(fd, events)
 
@@ -101,15 +100,15 @@ class PollReporter:
         """Stop watching ``fd`` (DEL_POLL_FD), before it is closed; no-op when not watched."""
         if fd not in self.watched:  # the C-level view: no Python call
             return
-        change = self._set.remove(fd)
-        self._report(_DEL, change.args)
+        args = self._set.remove_args(fd)
+        self._report(_DEL, args)
         if self._sink is not None:
-            self._sink.del_fd(fd, change.args.prev_events)
+            self._sink.del_fd(fd, args.prev_events)
 
     def forget(self, fd: int) -> None:
         """Drop ``fd`` without reporting (its ADD was refused by the sink)."""
         if fd in self._set:
-            self._set.remove(fd)
+            self._set.remove_args(fd)
 
     def want(self, fd: int, events: int) -> None:
         """Watch ``events`` on ``fd``: SET_MODE / CLEAR_MODE only for what changes."""

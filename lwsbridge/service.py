@@ -50,7 +50,17 @@ __all__ = ["ACCEPT_TURN", "Handler", "Service"]
 Handler = Callable[[Connection, Any], None]
 
 _HTTP, _WS, _CLOSING, _CONNECTING = Phase.HTTP, Phase.WS, Phase.CLOSING, Phase.CONNECTING
+_DEAD = Phase.DEAD
 _LOCK_POLL, _UNLOCK_POLL = Reason.LOCK_POLL, Reason.UNLOCK_POLL
+# The reasons, roles and timer kind of every connection's accept and close, looked up
+# once: an Enum class's attribute costs a metaclass __getattr__ hook (~0.1 us) per read.
+_FILTER_NETWORK_CONNECTION = Reason.FILTER_NETWORK_CONNECTION
+_WSI_CREATE, _WSI_DESTROY = Reason.WSI_CREATE, Reason.WSI_DESTROY
+_SERVER_NEW_CLIENT_INSTANTIATED = Reason.SERVER_NEW_CLIENT_INSTANTIATED
+_CLOSED, _CLOSED_HTTP = Reason.CLOSED, Reason.CLOSED_HTTP
+_SERVER, _CLIENT = Role.SERVER, Role.CLIENT
+_PROTOCOL_TIMER = TimerKind.PROTOCOL
+_CORE_CLOSED = State.CLOSED
 _MAX_WRITEABLE_PER_PASS = 64
 #: Connection services between two turns of the listener.  The kernel reports a newly
 #: ready fd at the tail of its ready list, so in a close storm a new client's connect
@@ -261,44 +271,61 @@ class Service:
 
     def _accept(self) -> None:
         assert self.listener is not None
-        p0 = self._ctx.protocols[0]
+        ctx = self._ctx
+        p0 = ctx.protocols[0]
+        cb0 = p0.callback
         conns = self.conns
+        poll = self.poll
         # The request is usually in by the accept: read it now, not after a wait that
         # reports it, where the sink is known to watch the fd already (select is not:
         # it takes a high fd and refuses it later; a socket it cannot watch must not
         # be served).  TLS keeps the round.
-        read_now = self.poll.add_is_final and self._server_tls is None
+        read_now = poll.add_is_final and self._server_tls is None
         for sock, peer in self.listener.accept(conns.__len__):
-            if self.call(None, p0, Reason.FILTER_NETWORK_CONNECTION, peer):
+            # Protocol 0's three callbacks below are self.call written out (its except
+            # is callback_raised): a call level less each, for every connection.
+            try:
+                refused = cb0(None, _FILTER_NETWORK_CONNECTION, None, peer)
+            except Exception:
+                refused = self.callback_raised(None, p0, _FILTER_NETWORK_CONNECTION)
+            if refused:
                 logger.info("connection from %s refused by FILTER_NETWORK_CONNECTION", peer)
                 sock.close()
                 continue
             core = WSConnection(
-                Role.SERVER,
-                max_message_size=self._ctx.max_message_size,
-                max_head_size=self._ctx.max_head_size,
-                frame_pool=self._ctx.frame_pool,
+                _SERVER,
+                max_message_size=ctx.max_message_size,
+                max_head_size=ctx.max_head_size,
+                frame_pool=ctx.frame_pool,
             )
-            conn = Connection(self._ctx, sock, peer, core, service=self)
+            conn = Connection(ctx, sock, peer, core, service=self)
             if self._server_tls is not None:
                 conn.tls = TLSTransport(self._server_tls, server_side=True)
-            conns[conn.fd] = conn
+            fd = conn.fd
+            conns[fd] = conn
             try:
-                self.poll.add(conn.fd, POLLIN)
+                poll.add(fd, POLLIN)
             except Exception:
                 # The host's loop refused the fd (e.g. select() and fd >= 1024).
-                logger.exception("poll sink refused fd %d; dropping %r", conn.fd, conn)
-                conns.pop(conn.fd, None)
-                self.poll.forget(conn.fd)
-                conn.enter(Phase.DEAD)
+                logger.exception("poll sink refused fd %d; dropping %r", fd, conn)
+                conns.pop(fd, None)
+                poll.forget(fd)
+                conn.enter(_DEAD)
                 sock.close()
                 continue
-            if self.call(conn, p0, Reason.WSI_CREATE, None) or self.call(
-                conn, p0, Reason.SERVER_NEW_CLIENT_INSTANTIATED, None
-            ):
+            try:
+                refused = cb0(conn, _WSI_CREATE, conn.user, None)
+            except Exception:
+                refused = self.callback_raised(conn, p0, _WSI_CREATE)
+            if not refused:
+                try:
+                    refused = cb0(conn, _SERVER_NEW_CLIENT_INSTANTIATED, conn.user, None)
+                except Exception:
+                    refused = self.callback_raised(conn, p0, _SERVER_NEW_CLIENT_INSTANTIATED)
+            if refused:
                 self.kill(conn, "refused at creation")
                 continue
-            self.timers.schedule(conn, TimerKind.PROTOCOL, self._ctx.handshake_timeout)
+            self.timers.schedule(conn, _PROTOCOL_TIMER, ctx.handshake_timeout)
             _log.accepted(conn, peer)
             if read_now and conn.alive and conn.rx_enabled:
                 try:  # as Context.service_fd guards a read: a bug costs this connection
@@ -554,41 +581,58 @@ class Service:
         """Close the socket now: DEL_POLL_FD, close, CLOSED/CLOSED_HTTP, WSI_DESTROY."""
         if not conn.alive:
             return
-        conn.enter(Phase.DEAD)
-        Timers.cancel_all(conn)
-        conn.output.clear()
+        # DEAD makes every timer of conn stale (the heap drops an entry whose connection
+        # is not alive), so no Timers.cancel_all: a call and its loop per connection.
+        conn.enter(_DEAD)
+        out = conn.output
+        if out.nbytes:
+            out.clear()
+        else:  # Output.clear without its call: nothing counted, only chunks (the b"" end)
+            out.chunks.clear()
         conn.held.clear()
         if conn.file is not None:
             conn.file.close()
             conn.file = None
+        core = conn.core
         if why:
             logger.debug("%r closing: %s", conn, why)
-            if conn.established and not conn.core.closed:  # no Closed event was logged
+            if conn.established and core.state is not _CORE_CLOSED:  # no Closed was logged
                 _log.dropped(conn, why, why.startswith(("read error", "socket error")))
         if conn.client_info is not None:  # only a client ever waits for its address
             self.connector.settle(conn)
-        if conn.fd >= 0:
-            self.poll.discard(conn.fd)
-            self.conns.pop(conn.fd, None)
+        fd = conn.fd
+        if fd >= 0:
+            self.poll.discard(fd)
+            self.conns.pop(fd, None)
         if conn.sock is not None:
             try:  # noqa: SIM105 (suppress() is 3 calls more, and this runs per connection)
                 conn.sock.close()
             except OSError:
                 pass
-        conn.core.abort(why or "closed")
-        if conn.role is Role.CLIENT:
+        if core.state is not _CORE_CLOSED:  # (abort's own test, without its call)
+            core.abort(why or "closed")
+        protocol = conn.protocol
+        if conn.role is _CLIENT:
             if conn.established:
-                self.call(conn, conn.protocol, Reason.CLOSED, None)
+                self.call(conn, protocol, _CLOSED, None)
             else:
                 # Exactly one CLIENT_CONNECTION_ERROR, and nothing else, for a client
                 # that never got established.
                 reason_text = why or "connection closed during the handshake"
                 logger.info("client connection to %s failed: %s", conn.peer, reason_text)
-                self.call(conn, conn.protocol, Reason.CLIENT_CONNECTION_ERROR, reason_text)
+                self.call(conn, protocol, Reason.CLIENT_CONNECTION_ERROR, reason_text)
             return
-        reason = Reason.CLOSED if conn.established else Reason.CLOSED_HTTP
-        self.call(conn, conn.protocol, reason, None)
-        self.call(conn, self._ctx.protocols[0], Reason.WSI_DESTROY, None)
+        # The two last callbacks: self.call written out (its except is callback_raised).
+        reason = _CLOSED if conn.established else _CLOSED_HTTP
+        try:
+            protocol.callback(conn, reason, conn.user, None)
+        except Exception:
+            self.callback_raised(conn, protocol, reason)
+        p0 = self._ctx.protocols[0]
+        try:
+            p0.callback(conn, _WSI_DESTROY, conn.user, None)
+        except Exception:
+            self.callback_raised(conn, p0, _WSI_DESTROY)
 
     def client_resolved(self, conn: Connection, result: Addresses | OSError) -> None:
         if not self.connector.settle(conn) or not conn.alive:

@@ -3,8 +3,9 @@
 Each connection has one timer of each :class:`~lwsbridge.lifecycle.TimerKind`.  Re-arming
 or cancelling does not search the heap: it bumps that kind's generation, kept in the
 connection's ``timer_gens``, and a heap entry whose generation no longer matches is
-stale and dropped when it reaches the top.  Only this module reads or writes
-``timer_gens``.
+stale and dropped when it reaches the top.  So is every entry of a connection that is
+no longer alive: closing a connection (``Service.kill``) cancels nothing here.  Only
+this module reads or writes ``timer_gens``.
 
 A second heap holds plain callbacks (:meth:`Timers.call_later`, lws ``lws_sul``), for
 parts that are not connections, such as a backplane's reconnect; a cancelled one is

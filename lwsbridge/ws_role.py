@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["WsRole"]
 
 _WS = Phase.WS
+# Looked up once (an Enum class's attribute read costs a metaclass __getattr__ hook):
+# every connection's upgrade reads them.
+_FILTER_PROTOCOL_CONNECTION = Reason.FILTER_PROTOCOL_CONNECTION
+_ESTABLISHED = Reason.ESTABLISHED
+_PROTOCOL_TIMER, _PING_TIMER = TimerKind.PROTOCOL, TimerKind.PING
 
 
 class WsRole:
@@ -38,45 +43,57 @@ class WsRole:
     def upgrade(self, conn: Connection, ev: UpgradeRequest) -> None:
         """A server's upgrade request: pick the protocol, filter, accept, ESTABLISHED."""
         ctx = self._ctx
+        svc = self._svc
+        core = conn.core
         if ctx.draining:
-            conn.core.reject(503, "server going away")
-            self._svc.queue_output(conn)
+            core.reject(503, "server going away")
+            svc.queue_output(conn)
             return
         chosen: Protocol | None = None
         subprotocol: str | None = None
-        for name in ev.subprotocols:
-            if name in ctx.protocols_by_name:
-                chosen, subprotocol = ctx.protocols_by_name[name], name
-                break
+        offered = ev.subprotocols
+        if offered:
+            by_name = ctx.protocols_by_name
+            for name in offered:
+                if name in by_name:
+                    chosen, subprotocol = by_name[name], name
+                    break
         if chosen is None:
-            if ev.subprotocols and not ctx.any_subprotocol:
+            if offered and not ctx.any_subprotocol:
                 # Browsers fail a connection without the subprotocol they asked for;
                 # say so now rather than let them.
-                logger.log(NOTICE, "%r: no supported subprotocol in %s", conn, ev.subprotocols)
-                conn.core.reject(400, f"unsupported subprotocol(s): {', '.join(ev.subprotocols)}")
-                self._svc.queue_output(conn)
+                logger.log(NOTICE, "%r: no supported subprotocol in %s", conn, offered)
+                core.reject(400, f"unsupported subprotocol(s): {', '.join(offered)}")
+                svc.queue_output(conn)
                 return
             chosen = ctx.protocols[0]
-            subprotocol = ev.subprotocols[0] if ev.subprotocols else None
+            subprotocol = offered[0] if offered else None
         conn.protocol = chosen
         conn.handshake_headers = ev.headers
         if chosen.user_factory is not None:
             conn.user = chosen.user_factory()
-        if self._svc.call(conn, chosen, Reason.FILTER_PROTOCOL_CONNECTION, ev.target):
-            conn.core.reject(403, "refused by the server")
-            self._svc.queue_output(conn)
+        # The two callbacks of every upgrade: Service.call written out (its except is
+        # callback_raised), a call level less each.
+        cb = chosen.callback
+        try:
+            refused = cb(conn, _FILTER_PROTOCOL_CONNECTION, conn.user, ev.target)
+        except Exception:
+            refused = svc.callback_raised(conn, chosen, _FILTER_PROTOCOL_CONNECTION)
+        if refused:
+            core.reject(403, "refused by the server")
+            svc.queue_output(conn)
             return
         limit = chosen.max_message_size
         if limit is not None:
-            conn.core.max_message_size = limit
-        factory = chosen.deflate_factory()
+            core.max_message_size = limit
+        factory = chosen.deflate_factory() if chosen.deflate else None
         ext = factory.accept(ev.extensions) if factory is not None else None
-        self._svc.timers.schedule(conn, TimerKind.PROTOCOL, None)
+        svc.timers.schedule(conn, _PROTOCOL_TIMER, None)
         conn.enter(_WS)
         conn.established = True
         # accept() may parse frames already received; hold their events until
         # ESTABLISHED has been delivered.
-        conn.core.accept(subprotocol, [ext] if ext is not None else ())
+        core.accept(subprotocol, [ext] if ext is not None else ())
         _log.handshake(
             conn,
             ev.target,
@@ -85,13 +102,16 @@ class WsRole:
             [ext.response()] if ext is not None else (),
             ev.headers,
         )
-        self._svc.queue_output(conn)
-        r = self._svc.call(conn, chosen, Reason.ESTABLISHED, None)
+        svc.queue_output(conn)
+        try:
+            r = cb(conn, _ESTABLISHED, conn.user, None)
+        except Exception:
+            r = svc.callback_raised(conn, chosen, _ESTABLISHED)
         conn.handshake_headers = None
         if r:
-            self._svc.close_gracefully(conn)
+            svc.close_gracefully(conn)
         elif ctx.ping_interval and conn.phase is _WS:
-            self._svc.timers.schedule(conn, TimerKind.PING, ctx.ping_interval)
+            svc.timers.schedule(conn, _PING_TIMER, ctx.ping_interval)
 
     def client_established(self, conn: Connection, ev: Established) -> None:
         """A client's 101 is in: CLIENT_FILTER_PRE_ESTABLISH, then CLIENT_ESTABLISHED."""

@@ -70,6 +70,11 @@ _BINARY = int(Opcode.BINARY)
 _CLOSE = int(Opcode.CLOSE)
 _PING = int(Opcode.PING)
 _PONG = int(Opcode.PONG)
+# Looked up once: an Enum class's attribute read goes through its metaclass's
+# __getattr__ hook (~0.1 us), and these are read for every connection.
+_SERVER, _CLIENT = Role.SERVER, Role.CLIENT
+_HTTP_HEAD, _HTTP_RESPONDING, _IDLE = State.HTTP_HEAD, State.HTTP_RESPONDING, State.IDLE
+_OPEN, _CLOSED = State.OPEN, State.CLOSED
 
 
 class WSConnection:
@@ -122,11 +127,11 @@ class WSConnection:
         frame_pool: FramePool | None = None,
     ) -> None:
         self.role = role
-        self.state = State.HTTP_HEAD if role is Role.SERVER else State.IDLE
+        self.state = _HTTP_HEAD if role is _SERVER else _IDLE
         self.max_head_size = max_head_size
         self.auto_pong = auto_pong
         self._urandom = mask_key_source
-        self._client = role is Role.CLIENT
+        self._client = role is _CLIENT
         self._buf = receive_buffer if receive_buffer is not None else ReceiveBuffer()
         self._events: list[Event] = []
         self._out: list[bytes] = []
@@ -190,7 +195,7 @@ class WSConnection:
 
     @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED
+        return self.state is _CLOSED
 
     @property
     def request_headers(self) -> Headers | None:
@@ -370,12 +375,12 @@ class WSConnection:
             state = self.state
             if state in _WS_STATES:
                 self._receive_frames()
-            elif state is State.HTTP_HEAD:
+            elif state is _HTTP_HEAD:
                 if self._client:
                     self._receive_response_head()
                 else:
                     self._receive_request_head()
-            elif state is State.HTTP_RESPONDING and self._http.body_remaining:
+            elif state is _HTTP_RESPONDING and self._http.body_remaining:
                 self._receive_body()
             # UPGRADE_PENDING / HTTP_RESPONDING / IDLE: input waits in the buffer.
         except RemoteProtocolError as exc:
@@ -439,7 +444,7 @@ class WSConnection:
 
     def abort(self, reason: str = "aborted") -> None:
         """End the connection now without a close handshake (timeouts, transport errors)."""
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
         self._drop_input()
         self.state = transition(self.role, self.state, "abort")
@@ -499,9 +504,12 @@ class WSConnection:
         self._frames.extension = extensions[0] if extensions else None  # self.extension
         self.subprotocol = subprotocol
         self._out.append(response)
-        headers = self._request_headers or Headers()
+        # ("is None", not "or": Headers has a Python __len__, a call per connection)
+        headers = self._request_headers
+        if headers is None:
+            headers = Headers()
         self._events.append(Established(subprotocol, tuple(responses), headers))
-        if self._buf:
+        if self._buf.data:  # (ReceiveBuffer's __bool__ is a Python call)
             self._process()
 
     def reject(self, status: int = 403, reason: str = "", extra_headers: HeaderList = ()) -> None:
@@ -625,25 +633,39 @@ class WSConnection:
         code, reason = parse_close_payload(payload)
         event = CloseReceived(code, reason)
         self._close_received = event
-        self._events.append(event)
-        if self.state is State.OPEN:
+        events = self._events
+        events.append(event)
+        client = self._client
+        if self.state is _OPEN:
             # §5.5.1: answer with a close frame.  Echo the peer's code and reason, as
             # libwebsockets and websockets do: parse_close_payload let only codes that
             # may be sent through, and code + reason fit 125 bytes since they arrived in
             # one control frame.  1005 means the close had no payload: answer with none
             # (1005 itself must never be sent, §7.4.1).
-            if code == 1005:
-                self._send_close_frame(None, "")
+            if client:
+                if code == 1005:
+                    self._send_close_frame(None, "")
+                else:
+                    self._send_close_frame(code, reason)
             else:
-                self._send_close_frame(code, reason)
+                # A server's frame is not masked: its payload is the peer's own bytes,
+                # the very bytes _send_close_frame would build from (code, reason) --
+                # the code packed, the reason valid UTF-8 of at most 123 bytes, or
+                # nothing for 1005 -- without packing and re-encoding them.
+                self._close_sent = True
+                self._out.extend(encode_frame(_CLOSE, payload))
         self.state = transition(self.role, self.state, "recv_close")
-        self._drop_input()  # anything after the close frame is ignored (§5.5.1)
-        if not self._client:
+        # anything after the close frame is ignored (§5.5.1): _drop_input, written out
+        self._buf.clear()
+        self._frames.release()
+        if not client:
             # §7.1.1: the server closes the TCP connection first.  The client emits no
             # b"" here: it waits for the server's FIN (its owner bounds that wait, see
             # the module docstring of lwsbridge.core.state).
             self._out.append(_EOF)
-        self._emit_closed(code, reason, clean=True)
+        if not self._closed_emitted:  # _emit_closed, written out
+            self._closed_emitted = True
+            events.append(Closed(code, reason, True))
 
     # ------------------------------------------------------------------ frames out
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "CloseReceived",
@@ -66,6 +67,18 @@ class Headers:
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._fields)
+
+    if TYPE_CHECKING:
+
+        @property
+        def fields(self) -> tuple[tuple[bytes, bytes], ...]: ...
+
+    else:
+        # Read-only, with a C getter: the handshake walks the fields twice per
+        # connection, and iter(headers) is a Python __iter__ call each time.
+        fields = property(
+            attrgetter("_fields"), doc="The ``(name, value)`` fields, in order (a tuple)."
+        )
 
     def __len__(self) -> int:
         return len(self._fields)

@@ -95,7 +95,14 @@ def is_websocket_upgrade(headers: Headers) -> bool:
 
 def upgrade_lists_websocket(upgrade_values: list[bytes]) -> bool:
     """:func:`is_websocket_upgrade` from the ``Upgrade`` field values already gathered."""
-    return _lists_token(upgrade_values, b"websocket")
+    # The one field "websocket" (every client's request) needs no split: the same answer.
+    return upgrade_values == _JUST_WEBSOCKET or _lists_token(upgrade_values, b"websocket")
+
+
+# The usual spellings of the two fields every upgrade request carries, each one field
+# with one token: what _lists_token finds in them without splitting.
+_JUST_WEBSOCKET = [b"websocket"]
+_CONNECTION_UPGRADE = ([b"Upgrade"], [b"upgrade"])
 
 
 def parse_subprotocols(headers: Headers) -> tuple[str, ...]:
@@ -122,7 +129,7 @@ def validate_upgrade(
     version_fields: list[bytes] = []
     extension_fields: list[bytes] = []
     protocol_fields: list[bytes] = []
-    for name, value in headers:
+    for name, value in headers.fields:
         if name == b"host":
             hosts += 1
         elif name == b"connection":
@@ -137,7 +144,8 @@ def validate_upgrade(
             protocol_fields.append(value)
     if hosts != 1:
         raise RemoteProtocolError("exactly one Host header is required", status=400)
-    if not _lists_token(connection, b"upgrade"):
+    # The field as browsers and clients send it needs no split: the same answer.
+    if connection not in _CONNECTION_UPGRADE and not _lists_token(connection, b"upgrade"):
         raise RemoteProtocolError("Connection header lacks the 'upgrade' token", status=400)
     if len(keys) != 1:
         raise RemoteProtocolError("exactly one Sec-WebSocket-Key header is required", status=400)

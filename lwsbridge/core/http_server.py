@@ -78,7 +78,7 @@ class ServerExchange:
         # the answers of ``name in headers`` and is_websocket_upgrade(headers).
         has_te = has_length = False
         upgrade: list[bytes] = []
-        for name, value in headers:
+        for name, value in headers.fields:
             if name == b"upgrade":
                 upgrade.append(value)
             elif name == b"transfer-encoding":

@@ -89,14 +89,24 @@ class PollSet:
         return list(self._current.items())
 
     def add(self, fd: int, events: int) -> PollChange:
+        return PollChange(PollKind.ADD_POLL_FD, self.add_args(fd, events))
+
+    def remove(self, fd: int) -> PollChange:
+        return PollChange(PollKind.DEL_POLL_FD, self.remove_args(fd))
+
+    # The two changes every connection makes once each; their kind is known to the
+    # caller, so only the args are made (a PollChange is a frozen dataclass: ~0.6 us).
+
+    def add_args(self, fd: int, events: int) -> PollArgs:
+        """:meth:`add` (ADD_POLL_FD), returning only the change's args."""
         if fd in self._current:
             raise ValueError(f"fd {fd} is already in the poll set")
         self._current[fd] = events
-        return PollChange(PollKind.ADD_POLL_FD, PollArgs(fd, events, 0))
+        return PollArgs(fd, events, 0)
 
-    def remove(self, fd: int) -> PollChange:
-        prev = self._current.pop(fd)
-        return PollChange(PollKind.DEL_POLL_FD, PollArgs(fd, 0, prev))
+    def remove_args(self, fd: int) -> PollArgs:
+        """:meth:`remove` (DEL_POLL_FD), returning only the change's args."""
+        return PollArgs(fd, 0, self._current.pop(fd))
 
     def want(self, fd: int, events: int) -> list[PollChange]:
         """Diff ``events`` against the current interest; [] when nothing changes.

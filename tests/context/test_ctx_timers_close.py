@@ -213,6 +213,31 @@ def test_peer_fin_without_close(make_ctx, client) -> None:
     assert ctx.connection_count == 0 and len(ctx.fds) == 2
 
 
+def test_timers_of_a_closed_connection_never_fire(make_ctx, client) -> None:
+    """A user timer and the keepalive ping armed, then the peer goes: neither fires,
+    and no deadline is left (the close relies on the DEAD phase alone making them stale)."""
+    echo = Echo()
+    fired: list[Reason] = []
+
+    def cb(conn, reason, user, payload):
+        if reason is Reason.ESTABLISHED:
+            conn.set_timer(0.05)
+        elif reason is Reason.TIMER:
+            fired.append(reason)
+        return echo.callback(conn, reason, user, payload)
+
+    ctx = make_ctx([Protocol("p", cb)], ping_interval=0.05)
+    c = client(ctx.port)
+    handshake(ctx, c)
+    assert ctx.next_timeout() is not None
+    c.shutdown_write()
+    wait_eof(ctx, c)
+    pump(stepper(ctx), lambda: echo.count(Reason.CLOSED), "CLOSED")
+    assert ctx.next_timeout() is None
+    settle(stepper(ctx), 0.15)
+    assert fired == [] and echo.count(Reason.CLOSED) == 1
+
+
 def test_peer_fin_closes_in_the_one_service_call_that_reads_it(make_ctx, client) -> None:
     """EOF is final: the read that finds it closes the connection (DEL, close, CLOSED),
     instead of leaving it for the EOF to be read again on the next pass -- a close

@@ -136,6 +136,13 @@ def test_headers_get_list_and_equality() -> None:
     assert len(h) == 2 and "Headers(" in repr(h)
 
 
+def test_headers_fields_is_the_lowered_fields_read_only() -> None:
+    h = Headers([(b"Upgrade", b"websocket"), (b"HOST", b"a")])
+    assert h.fields == ((b"upgrade", b"websocket"), (b"host", b"a")) == tuple(h)
+    with pytest.raises(AttributeError):
+        h.fields = ()  # type: ignore[misc]
+
+
 # --------------------------------------------------------------------------- server role
 
 GET = b"GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
