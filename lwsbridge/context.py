@@ -679,11 +679,7 @@ class Context:
         elif t is CloseReceived:
             # Not for the peer's answer to our own close (lws: LRS_AWAITING_CLOSE_ACK).
             if conn.established and conn.phase is _WS:
-                protocol = conn.protocol
-                try:  # Service.call, in place: once per connection
-                    protocol.callback(conn, _WS_PEER_INITIATED_CLOSE, conn.user, ev)
-                except Exception:
-                    self._svc.callback_raised(conn, protocol, _WS_PEER_INITIATED_CLOSE)
+                self._svc.call(conn, conn.protocol, _WS_PEER_INITIATED_CLOSE, ev)
         elif t is ConnectionFailed:
             logger.log(NOTICE, "%r failed: %s (close code %d)", conn, ev.reason, ev.code)
         elif t is RequestRejected:

@@ -273,7 +273,6 @@ class Service:
         assert self.listener is not None
         ctx = self._ctx
         p0 = ctx.protocols[0]
-        cb0 = p0.callback
         conns = self.conns
         poll = self.poll
         # The request is usually in by the accept: read it now, not after a wait that
@@ -282,13 +281,7 @@ class Service:
         # be served).  TLS keeps the round.
         read_now = poll.add_is_final and self._server_tls is None
         for sock, peer in self.listener.accept(conns.__len__):
-            # Protocol 0's three callbacks below are self.call written out (its except
-            # is callback_raised): a call level less each, for every connection.
-            try:
-                refused = cb0(None, _FILTER_NETWORK_CONNECTION, None, peer)
-            except Exception:
-                refused = self.callback_raised(None, p0, _FILTER_NETWORK_CONNECTION)
-            if refused:
+            if self.call(None, p0, _FILTER_NETWORK_CONNECTION, peer):
                 logger.info("connection from %s refused by FILTER_NETWORK_CONNECTION", peer)
                 sock.close()
                 continue
@@ -313,22 +306,15 @@ class Service:
                 conn.enter(_DEAD)
                 sock.close()
                 continue
-            try:
-                refused = cb0(conn, _WSI_CREATE, conn.user, None)
-            except Exception:
-                refused = self.callback_raised(conn, p0, _WSI_CREATE)
-            if not refused:
-                try:
-                    refused = cb0(conn, _SERVER_NEW_CLIENT_INSTANTIATED, conn.user, None)
-                except Exception:
-                    refused = self.callback_raised(conn, p0, _SERVER_NEW_CLIENT_INSTANTIATED)
-            if refused:
+            if self.call(conn, p0, _WSI_CREATE, None) or self.call(
+                conn, p0, _SERVER_NEW_CLIENT_INSTANTIATED, None
+            ):
                 self.kill(conn, "refused at creation")
                 continue
             self.timers.schedule(conn, _PROTOCOL_TIMER, ctx.handshake_timeout)
             _log.accepted(conn, peer)
             if read_now and conn.alive and conn.rx_enabled:
-                try:  # as Context.service_fd guards a read: a bug costs this connection
+                try:  # as service_fd guards a read: a bug costs this connection, not the rest
                     self._read(conn)
                     # What service_fd does after a read; the caller runs the ready ones.
                     if conn.alive and not conn.in_ready:
@@ -581,14 +567,10 @@ class Service:
         """Close the socket now: DEL_POLL_FD, close, CLOSED/CLOSED_HTTP, WSI_DESTROY."""
         if not conn.alive:
             return
-        # DEAD makes every timer of conn stale (the heap drops an entry whose connection
-        # is not alive), so no Timers.cancel_all: a call and its loop per connection.
+        # DEAD makes every timer of conn stale: the heap drops an entry whose connection
+        # is not alive.
         conn.enter(_DEAD)
-        out = conn.output
-        if out.nbytes:
-            out.clear()
-        else:  # Output.clear without its call: nothing counted, only chunks (the b"" end)
-            out.chunks.clear()
+        conn.output.clear()
         conn.held.clear()
         if conn.file is not None:
             conn.file.close()
@@ -609,8 +591,7 @@ class Service:
                 conn.sock.close()
             except OSError:
                 pass
-        if core.state is not _CORE_CLOSED:  # (abort's own test, without its call)
-            core.abort(why or "closed")
+        core.abort(why or "closed")
         protocol = conn.protocol
         if conn.role is _CLIENT:
             if conn.established:
@@ -622,17 +603,8 @@ class Service:
                 logger.info("client connection to %s failed: %s", conn.peer, reason_text)
                 self.call(conn, protocol, Reason.CLIENT_CONNECTION_ERROR, reason_text)
             return
-        # The two last callbacks: self.call written out (its except is callback_raised).
-        reason = _CLOSED if conn.established else _CLOSED_HTTP
-        try:
-            protocol.callback(conn, reason, conn.user, None)
-        except Exception:
-            self.callback_raised(conn, protocol, reason)
-        p0 = self._ctx.protocols[0]
-        try:
-            p0.callback(conn, _WSI_DESTROY, conn.user, None)
-        except Exception:
-            self.callback_raised(conn, p0, _WSI_DESTROY)
+        self.call(conn, protocol, _CLOSED if conn.established else _CLOSED_HTTP, None)
+        self.call(conn, self._ctx.protocols[0], _WSI_DESTROY, None)
 
     def client_resolved(self, conn: Connection, result: Addresses | OSError) -> None:
         if not self.connector.settle(conn) or not conn.alive:

@@ -86,13 +86,6 @@ class Timers:
             )
             self.armed = True
 
-    @staticmethod
-    def cancel_all(conn: Connection) -> None:
-        """Make every timer of ``conn`` stale (it is closing for good)."""
-        gens = conn.timer_gens
-        for i in range(len(gens)):
-            gens[i] += 1
-
     def next_deadline(self) -> float | None:
         """The earliest live deadline (``time.monotonic()`` seconds), or None."""
         calls = self._calls

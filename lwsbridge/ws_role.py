@@ -52,12 +52,10 @@ class WsRole:
         chosen: Protocol | None = None
         subprotocol: str | None = None
         offered = ev.subprotocols
-        if offered:
-            by_name = ctx.protocols_by_name
-            for name in offered:
-                if name in by_name:
-                    chosen, subprotocol = by_name[name], name
-                    break
+        for name in offered:
+            if name in ctx.protocols_by_name:
+                chosen, subprotocol = ctx.protocols_by_name[name], name
+                break
         if chosen is None:
             if offered and not ctx.any_subprotocol:
                 # Browsers fail a connection without the subprotocol they asked for;
@@ -72,21 +70,14 @@ class WsRole:
         conn.handshake_headers = ev.headers
         if chosen.user_factory is not None:
             conn.user = chosen.user_factory()
-        # The two callbacks of every upgrade: Service.call written out (its except is
-        # callback_raised), a call level less each.
-        cb = chosen.callback
-        try:
-            refused = cb(conn, _FILTER_PROTOCOL_CONNECTION, conn.user, ev.target)
-        except Exception:
-            refused = svc.callback_raised(conn, chosen, _FILTER_PROTOCOL_CONNECTION)
-        if refused:
+        if svc.call(conn, chosen, _FILTER_PROTOCOL_CONNECTION, ev.target):
             core.reject(403, "refused by the server")
             svc.queue_output(conn)
             return
         limit = chosen.max_message_size
         if limit is not None:
             core.max_message_size = limit
-        factory = chosen.deflate_factory() if chosen.deflate else None
+        factory = chosen.deflate_factory()
         ext = factory.accept(ev.extensions) if factory is not None else None
         svc.timers.schedule(conn, _PROTOCOL_TIMER, None)
         conn.enter(_WS)
@@ -103,10 +94,7 @@ class WsRole:
             ev.headers,
         )
         svc.queue_output(conn)
-        try:
-            r = cb(conn, _ESTABLISHED, conn.user, None)
-        except Exception:
-            r = svc.callback_raised(conn, chosen, _ESTABLISHED)
+        r = svc.call(conn, chosen, _ESTABLISHED, None)
         conn.handshake_headers = None
         if r:
             svc.close_gracefully(conn)

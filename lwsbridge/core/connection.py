@@ -633,39 +633,24 @@ class WSConnection:
         code, reason = parse_close_payload(payload)
         event = CloseReceived(code, reason)
         self._close_received = event
-        events = self._events
-        events.append(event)
-        client = self._client
+        self._events.append(event)
         if self.state is _OPEN:
             # §5.5.1: answer with a close frame.  Echo the peer's code and reason, as
-            # libwebsockets and websockets do: parse_close_payload let only codes that
-            # may be sent through, and code + reason fit 125 bytes since they arrived in
-            # one control frame.  1005 means the close had no payload: answer with none
-            # (1005 itself must never be sent, §7.4.1).
-            if client:
-                if code == 1005:
-                    self._send_close_frame(None, "")
-                else:
-                    self._send_close_frame(code, reason)
-            else:
-                # A server's frame is not masked: its payload is the peer's own bytes,
-                # the very bytes _send_close_frame would build from (code, reason) --
-                # the code packed, the reason valid UTF-8 of at most 123 bytes, or
-                # nothing for 1005 -- without packing and re-encoding them.
-                self._close_sent = True
-                self._out.extend(encode_frame(_CLOSE, payload))
+            # libwebsockets and websockets do, by echoing its payload: parse_close_payload
+            # let through only a code that may be sent and a reason of valid UTF-8, the
+            # two fit 125 bytes since they came in one control frame, and no payload
+            # (1005) is answered with none (1005 itself must never be sent, §7.4.1) --
+            # the very bytes _send_close_frame would build from (code, reason).
+            self._close_sent = True
+            self._out.extend(self._frame(_CLOSE, payload))
         self.state = transition(self.role, self.state, "recv_close")
-        # anything after the close frame is ignored (§5.5.1): _drop_input, written out
-        self._buf.clear()
-        self._frames.release()
-        if not client:
+        self._drop_input()  # anything after the close frame is ignored (§5.5.1)
+        if not self._client:
             # §7.1.1: the server closes the TCP connection first.  The client emits no
             # b"" here: it waits for the server's FIN (its owner bounds that wait, see
             # the module docstring of lwsbridge.core.state).
             self._out.append(_EOF)
-        if not self._closed_emitted:  # _emit_closed, written out
-            self._closed_emitted = True
-            events.append(Closed(code, reason, True))
+        self._emit_closed(code, reason, clean=True)
 
     # ------------------------------------------------------------------ frames out
 

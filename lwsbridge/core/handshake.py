@@ -82,6 +82,8 @@ def _lists_token(values: list[bytes], token: bytes) -> bool:
     """Whether a comma-separated item of the field ``values``, stripped and lower-cased,
     is ``token`` (an empty item never is); no list of the items is made."""
     for value in values:
+        if value.lower() == token:  # the usual field, the token alone: no split
+            return True
         for item in value.split(b","):
             if item.strip().lower() == token:
                 return True
@@ -95,14 +97,7 @@ def is_websocket_upgrade(headers: Headers) -> bool:
 
 def upgrade_lists_websocket(upgrade_values: list[bytes]) -> bool:
     """:func:`is_websocket_upgrade` from the ``Upgrade`` field values already gathered."""
-    # The one field "websocket" (every client's request) needs no split: the same answer.
-    return upgrade_values == _JUST_WEBSOCKET or _lists_token(upgrade_values, b"websocket")
-
-
-# The usual spellings of the two fields every upgrade request carries, each one field
-# with one token: what _lists_token finds in them without splitting.
-_JUST_WEBSOCKET = [b"websocket"]
-_CONNECTION_UPGRADE = ([b"Upgrade"], [b"upgrade"])
+    return _lists_token(upgrade_values, b"websocket")
 
 
 def parse_subprotocols(headers: Headers) -> tuple[str, ...]:
@@ -144,8 +139,7 @@ def validate_upgrade(
             protocol_fields.append(value)
     if hosts != 1:
         raise RemoteProtocolError("exactly one Host header is required", status=400)
-    # The field as browsers and clients send it needs no split: the same answer.
-    if connection not in _CONNECTION_UPGRADE and not _lists_token(connection, b"upgrade"):
+    if not _lists_token(connection, b"upgrade"):
         raise RemoteProtocolError("Connection header lacks the 'upgrade' token", status=400)
     if len(keys) != 1:
         raise RemoteProtocolError("exactly one Sec-WebSocket-Key header is required", status=400)
